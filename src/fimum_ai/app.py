@@ -1,0 +1,88 @@
+"""FastAPI application factory: routers, JSON errors, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fimum_ai import __version__
+from fimum_ai.errors import FimumError
+from fimum_ai.images import routes as image_routes
+from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
+from fimum_ai.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, code: str, message: str, details: Any = None, headers: Any = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FimumError)
+    async def fimum_error(_: Request, exc: FimumError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return _error(422, "validation_error", message, {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return _error(500, "internal_error", "internal server error")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    provider = EngineProvider(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        models = provider.models()
+        if models is None:
+            log.warning("no image model installed; image requests will return 503 model_not_installed")
+        elif models.demo:
+            log.warning(DEMO_WARNING)
+        yield
+        provider.close()
+
+    app = FastAPI(
+        title="Fimum AI",
+        version=__version__,
+        description="Self-hosted AI platform: SDXL image generation and editing, chat, search.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine_provider = provider
+    _install_error_handlers(app)
+    app.include_router(image_routes.router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "mode": settings.mode,
+            "image_model": provider.status(),
+        }
+
+    return app

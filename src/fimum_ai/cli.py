@@ -1,0 +1,408 @@
+"""The `fimum` command: serve, config, models, and the image modes.
+
+Exit codes: 0 ok, 1 the operation failed (model missing, download failed, cancelled), 2 bad input
+or bad configuration. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from fimum_ai.errors import FimumError
+from fimum_ai.settings import SCHEDULERS, ConfigError, Settings, explain, load_settings
+
+app = typer.Typer(help="Fimum AI: a self-hosted AI platform.", no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+models_app = typer.Typer(help="Install, build and list image models.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+out = Console()
+P = TypeVar("P", bound=BaseModel)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+
+
+def _configure(settings: Settings) -> None:
+    from fimum_ai.logs import configure_logging
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    configure_logging(settings.log_level, settings.log_format)
+
+
+# ---------------------------------------------------------------- serve / config
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default FIMUM_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default FIMUM_PORT or 8000).")] = None,
+) -> None:
+    """Start the API (embedded mode: everything in this process)."""
+    import uvicorn
+
+    from fimum_ai.app import create_app
+    from fimum_ai.logs import uvicorn_log_config
+
+    settings = settings_or_exit()
+    _configure(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=uvicorn_log_config(),
+    )
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the effective configuration and where each value came from."""
+    rows = explain(settings_or_exit())
+    if as_json:
+        out.print_json(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows]))
+        return
+    table = Table("key", "value", "source")
+    for key, value, source in rows:
+        table.add_row(key, json.dumps(value), source)
+    out.print(table)
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """What is installed where: size, version hash, demo or real."""
+    from fimum_ai.images.model_store import list_models
+
+    settings = settings_or_exit()
+    installed = list_models(settings)
+    if not installed:
+        out.print("no image models installed; see `fimum models download --help`")
+        return
+    table = Table("name", "kind", "path", "size", "version", "demo")
+    for m in installed:
+        table.add_row(m.name, m.kind, str(m.path), f"{m.size_bytes / 1e6:.1f} MB", m.version, str(m.demo))
+    out.print(table)
+
+
+@models_app.command("download")
+def models_download(
+    which: Annotated[str, typer.Argument(help="base | refiner | upscaler | all")] = "all",
+) -> None:
+    """Download SDXL (fp16 safetensors) from the Hugging Face hub into the configured paths."""
+    from fimum_ai.images.model_store import download
+
+    if which not in ("base", "refiner", "upscaler", "all"):
+        fail(f"unknown model {which!r}; choose base, refiner, upscaler or all", code=2)
+    settings = settings_or_exit()
+    try:
+        paths = download(which, settings)  # type: ignore[arg-type]
+    except FimumError as exc:
+        fail(exc.message)
+    for path in paths:
+        out.print(f"installed {path}")
+
+
+@models_app.command("make-tiny")
+def models_make_tiny(
+    target: Annotated[Path, typer.Argument(help="Folder to create (base/, refiner/, upscaler/).")],
+) -> None:
+    """Build the tiny random-weight SDXL-architecture demo/test models (no hub needed)."""
+    from fimum_ai.images.model_factory import make_tiny
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tiny files: no shard bars
+
+    models = make_tiny(target)
+    out.print(f"built tiny demo models in {models.base.parent}")
+
+
+@models_app.command("make-full-random")
+def models_make_full_random(
+    target: Annotated[Path, typer.Argument(help="Folder to create.")],
+    dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32")] = "bf16",
+) -> None:
+    """Build the full-size SDXL base architecture with random weights (for benchmarks)."""
+    from fimum_ai.images.model_factory import DTYPES, make_full_random
+
+    if dtype not in DTYPES:
+        fail(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}", code=2)
+
+    out.print(f"built {make_full_random(target, dtype=dtype)}")
+
+
+@models_app.command("ensure-demo")
+def models_ensure_demo() -> None:
+    """If no SDXL is installed, build the demo model (once) and warn loudly. Used by `make run`."""
+    from fimum_ai.images.model_store import find_models, is_model_dir
+    from fimum_ai.images.provider import DEMO_WARNING
+
+    settings = settings_or_exit()
+    if is_model_dir(settings.image_generation.model.base_path):
+        return
+    models = find_models(settings)
+    if models is None:
+        from fimum_ai.images.model_factory import make_tiny
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        out.print(f"building the demo model into {settings.demo_model_path} (once) ...")
+        make_tiny(settings.demo_model_path)
+    banner = "!" * 78
+    err.print(f"[bold yellow]{banner}\n{DEMO_WARNING}\n{banner}[/]", highlight=False)
+
+
+# ---------------------------------------------------------------- image modes
+
+
+def _params(model: type[P], values: dict[str, Any]) -> P:
+    """Build request parameters from CLI options; a bad value exits 2 naming the option."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        e = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in e["loc"]).replace("_", "-")
+        prefix = f"--{name}: " if name else ""
+        fail(f"{prefix}{str(e['msg']).removeprefix('Value error, ')}", code=2)
+
+
+def _open_image(path: Path, what: str = "image") -> Image.Image:
+    if not path.is_file():
+        fail(f"{what} {path} does not exist", code=2)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (UnidentifiedImageError, OSError) as exc:
+        fail(f"{what} {path} is not a readable image ({exc.__class__.__name__})", code=2)
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[Any], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(event: Any) -> None:
+            bar.update(task, completed=event.step, total=event.total, description=f"{label} [{event.stage}]")
+
+        yield update
+
+
+def _run_and_save(
+    mode: str, out_dir: Path, stem: str, run: Callable[[Any, Callable[[Any], None]], Any]
+) -> None:
+    from fimum_ai.images.provider import EngineProvider
+    from fimum_ai.images.storage import save_with_sidecar
+
+    settings = settings_or_exit()
+    _configure(settings)
+    try:
+        engine = EngineProvider(settings).get()
+        with _progress_bar(mode) as update:
+            result = run(engine, update)
+    except FimumError as exc:
+        fail(exc.message)
+    for i, (image, meta) in enumerate(zip(result.images, result.metadata, strict=True)):
+        suffix = f"-{i}" if len(result.images) > 1 else ""
+        png = out_dir / f"{stem}-{meta.seed}{suffix}.png"
+        save_with_sidecar(image, meta, png)
+        out.print(
+            f"wrote {png} ({meta.width}x{meta.height}, seed {meta.seed}, {meta.generation_time_s:.1f} s)"
+        )
+
+
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Negative = Annotated[str | None, typer.Option("--negative", "-n", help="Negative prompt.")]
+Steps = Annotated[int | None, typer.Option(help="Steps 20-100 (default: preset, then config).")]
+Guidance = Annotated[float | None, typer.Option(help="Guidance scale 1.0-15.0.")]
+Scheduler = Annotated[str | None, typer.Option(help=f"One of {', '.join(SCHEDULERS)}.")]
+Seed = Annotated[int | None, typer.Option(help="Seed (image i of a batch uses seed+i).")]
+Batch = Annotated[int | None, typer.Option("--batch", help="Images to generate, 1-8.")]
+Preset = Annotated[str | None, typer.Option("--preset", help="Style preset name.")]
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    negative: Negative = None,
+    width: Annotated[int | None, typer.Option(help="512-4096, multiple of 64.")] = None,
+    height: Annotated[int | None, typer.Option(help="512-4096, multiple of 64.")] = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    scheduler: Scheduler = None,
+    seed: Seed = None,
+    batch: Batch = None,
+    preset: Preset = None,
+    refine: Annotated[bool | None, typer.Option("--refine/--no-refine", help="Refiner stage.")] = None,
+    out_dir: OutDir = Path("outputs"),
+) -> None:
+    """Text-to-image."""
+    from fimum_ai.images.requests import GenerateParams
+
+    params = _params(
+        GenerateParams,
+        dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            width=width,
+            height=height,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler=scheduler,
+            seed=seed,
+            batch_size=batch,
+            style_preset=preset,
+            refine=refine,
+        ),
+    )
+    _run_and_save(
+        "generate", out_dir, "txt2img", lambda engine, update: engine.text_to_image(params, progress=update)
+    )
+
+
+@app.command()
+def edit(
+    image: Annotated[Path, typer.Argument(help="Input image (PNG/JPEG/WebP).")],
+    prompt: Annotated[str, typer.Argument(help="What the result should show.")],
+    mask: Annotated[Path | None, typer.Option(help="Mask image: white = edit (inpainting).")] = None,
+    strength: Annotated[float | None, typer.Option(help="0.0-1.0: how much to change.")] = None,
+    negative: Negative = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    scheduler: Scheduler = None,
+    seed: Seed = None,
+    batch: Batch = None,
+    preset: Preset = None,
+    out_dir: OutDir = Path("outputs"),
+) -> None:
+    """Image-to-image, or inpainting with --mask."""
+    from fimum_ai.images.requests import EditParams
+
+    params = _params(
+        EditParams,
+        dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            strength=strength,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler=scheduler,
+            seed=seed,
+            batch_size=batch,
+            style_preset=preset,
+        ),
+    )
+    source = _open_image(image)
+    if mask is None:
+        _run_and_save(
+            "img2img",
+            out_dir,
+            "img2img",
+            lambda engine, update: engine.image_to_image(source, params, progress=update),
+        )
+        return
+    mask_image = _open_image(mask, "mask")
+    if mask_image.size != source.size:
+        fail(
+            f"mask is {mask_image.size[0]}x{mask_image.size[1]} but the image is "
+            f"{source.size[0]}x{source.size[1]}; they must match",
+            code=2,
+        )
+    _run_and_save(
+        "inpaint",
+        out_dir,
+        "inpaint",
+        lambda engine, update: engine.inpaint(source, mask_image, params, progress=update),
+    )
+
+
+@app.command()
+def outpaint(
+    image: Annotated[Path, typer.Argument(help="Input image.")],
+    prompt: Annotated[str, typer.Argument(help="What the extended area should show.")],
+    left: Annotated[int, typer.Option(help="Pixels to add on the left (multiple of 8).")] = 0,
+    right: Annotated[int, typer.Option(help="Pixels to add on the right.")] = 0,
+    top: Annotated[int, typer.Option(help="Pixels to add on top.")] = 0,
+    bottom: Annotated[int, typer.Option(help="Pixels to add at the bottom.")] = 0,
+    negative: Negative = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    scheduler: Scheduler = None,
+    seed: Seed = None,
+    out_dir: OutDir = Path("outputs"),
+) -> None:
+    """Extend the canvas and fill the new area to match."""
+    from fimum_ai.images.requests import OutpaintParams
+
+    params = _params(
+        OutpaintParams,
+        dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            left=left,
+            right=right,
+            top=top,
+            bottom=bottom,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler=scheduler,
+            seed=seed,
+        ),
+    )
+    source = _open_image(image)
+    _run_and_save(
+        "outpaint",
+        out_dir,
+        "outpaint",
+        lambda engine, update: engine.outpaint(source, params, progress=update),
+    )
+
+
+@app.command()
+def upscale(
+    image: Annotated[Path, typer.Argument(help="Input image.")],
+    scale: Annotated[int, typer.Option(help="2 or 4.")] = 4,
+    prompt: Annotated[str | None, typer.Option(help="Optional description of the image.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Steps 20-100 (default 20).")] = None,
+    seed: Seed = None,
+    out_dir: OutDir = Path("outputs"),
+) -> None:
+    """Upscale with the Stable Diffusion x4 upscaler (tiled for large inputs)."""
+    from fimum_ai.images.requests import UpscaleParams
+
+    params = _params(UpscaleParams, dict(prompt=prompt, scale=scale, steps=steps, seed=seed))
+    source = _open_image(image)
+    _run_and_save(
+        "upscale", out_dir, "upscale", lambda engine, update: engine.upscale(source, params, progress=update)
+    )

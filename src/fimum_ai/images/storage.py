@@ -1,0 +1,79 @@
+"""Image files: PNG with embedded parameters, a JSON sidecar, thumbnails. Writes are atomic.
+
+The PNG carries two text chunks: `parameters` in the AUTOMATIC1111 layout (so tools that read
+A1111 metadata understand our files) and `fimum` with the full metadata as JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
+
+from fimum_ai.images.results import ImageMetadata
+
+THUMBNAIL_SIZE = (256, 256)
+
+
+def a1111_parameters(meta: ImageMetadata) -> str:
+    p = meta.parameters
+    lines = [str(p.get("prompt", ""))]
+    if p.get("negative_prompt"):
+        lines.append(f"Negative prompt: {p['negative_prompt']}")
+    fields = [
+        ("Steps", p.get("steps")),
+        ("Sampler", meta.scheduler),
+        ("CFG scale", p.get("guidance_scale")),
+        ("Seed", meta.seed),
+        ("Size", f"{meta.width}x{meta.height}"),
+        ("Model hash", meta.model_version.removeprefix("sha256:")),
+        ("Model", meta.model_name),
+        ("Denoising strength", p.get("strength")),
+    ]
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields if v is not None))
+    return "\n".join(lines)
+
+
+def png_bytes(image: Image.Image, meta: ImageMetadata | None = None, compress_level: int = 3) -> bytes:
+    info = PngInfo()
+    if meta is not None:
+        info.add_text("parameters", a1111_parameters(meta))
+        info.add_text("fimum", meta.model_dump_json())
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
+    return buf.getvalue()
+
+
+def thumbnail_jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    thumb = ImageOps.fit(image.convert("RGB"), THUMBNAIL_SIZE, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_with_sidecar(image: Image.Image, meta: ImageMetadata, png_path: Path) -> Path:
+    """Write `png_path` (parameters embedded) and `png_path.with_suffix('.json')`; return the JSON path."""
+    write_atomic(png_path, png_bytes(image, meta))
+    json_path = png_path.with_suffix(".json")
+    write_atomic(json_path, json.dumps(meta.model_dump(mode="json"), indent=2).encode())
+    return json_path

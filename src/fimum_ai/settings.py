@@ -1,0 +1,288 @@
+"""The one settings object: defaults < config/models.yaml < IMAGE_* env < FIMUM_* env < arguments.
+
+`config/models.yaml` carries the spec's section 5.1 block; the spec's section 5.2 IMAGE_* variables
+override single keys of it; every other setting is a FIMUM_* variable (nested keys with `__`, e.g.
+FIMUM_IMAGE_GENERATION__HARDWARE__UPSCALE_TILE). `explain()` reports where each value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("config/models.yaml")
+SCHEDULERS = ("DPMSolverMultistep", "Euler", "EulerAncestral", "LMS", "DDIM", "UniPC")
+SchedulerName = Literal["DPMSolverMultistep", "Euler", "EulerAncestral", "LMS", "DDIM", "UniPC"]
+Precision = Literal["fp16", "bf16", "fp32"]
+
+# Spec section 5.2 (plus a few of the same family): variable -> key under `image_generation`.
+IMAGE_ENV_VARS: dict[str, tuple[str, str]] = {
+    "IMAGE_MODEL_BASE_PATH": ("model", "base_path"),
+    "IMAGE_MODEL_REFINER_PATH": ("model", "refiner_path"),
+    "IMAGE_MODEL_UPSCALER_PATH": ("model", "upscaler_path"),
+    "IMAGE_ENABLE_SAFETY_CHECKER": ("model", "safety_checker"),
+    "IMAGE_DEVICE": ("hardware", "device"),
+    "IMAGE_PRECISION": ("generation", "precision"),
+    "IMAGE_MAX_BATCH_SIZE": ("generation", "batch_size"),
+    "IMAGE_ENABLE_TORCH_COMPILE": ("generation", "enable_torch_compile"),
+    "IMAGE_CPU_OFFLOAD": ("hardware", "offload_to_cpu"),
+    "IMAGE_SEQUENTIAL_CPU_OFFLOAD": ("hardware", "sequential_cpu_offload"),
+    "IMAGE_ATTENTION": ("hardware", "attention"),
+}
+
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelPaths(_Section):
+    base_path: Path = Path("./models/stable-diffusion-xl-base-1.0")
+    refiner_path: Path = Path("./models/stable-diffusion-xl-refiner-1.0")
+    upscaler_path: Path = Path("./models/stable-diffusion-x4-upscaler")
+    safety_checker: bool = True
+
+
+class GenerationConfig(_Section):
+    default_scheduler: SchedulerName = "DPMSolverMultistep"
+    default_steps: int = Field(50, ge=20, le=100)
+    default_guidance_scale: float = Field(7.5, ge=1.0, le=15.0)
+    max_resolution: int = Field(4096, ge=512, le=4096, multiple_of=64)
+    batch_size: int = Field(4, ge=1, le=8)
+    precision: Precision = "fp16"
+    enable_torch_compile: bool = True
+    refiner_fraction: float = Field(0.8, gt=0.0, lt=1.0)
+    preview_every: int = Field(5, ge=1)
+    native_pixels: int = Field(1024 * 1024, ge=256 * 256)
+
+
+class HardwareConfig(_Section):
+    device: str = "cuda"
+    offload_to_cpu: bool = True
+    sequential_cpu_offload: bool = False
+    enable_vae_slicing: bool = True
+    enable_vae_tiling: bool = True
+    attention: Literal["sdpa", "xformers"] = "sdpa"
+    compile_on_cpu: bool = False
+    upscale_tile: int = Field(256, ge=64, le=1024, multiple_of=8)
+    upscale_tile_overlap: int = Field(32, ge=0, le=256, multiple_of=8)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE_RE.match(value):
+            raise ValueError("must be one of cpu, cuda, cuda:N, mps")
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> HardwareConfig:
+        if self.upscale_tile_overlap * 2 >= self.upscale_tile:
+            raise ValueError("upscale_tile_overlap must be less than half of upscale_tile")
+        return self
+
+
+class CachingConfig(_Section):
+    enabled: bool = True
+    redis_ttl: int = Field(86400, ge=0)
+    filesystem_ttl: int = Field(604800, ge=0)
+
+
+class SafetyConfig(_Section):
+    nsfw_filter: bool = True
+    block_threshold: float = Field(0.23, ge=0.0, le=1.0)
+
+
+class RateLimits(_Section):
+    free: int = Field(5, ge=-1)
+    pro: int = Field(100, ge=-1)
+    enterprise: int = Field(-1, ge=-1)
+
+
+class StylePreset(_Section):
+    description: str = ""
+    prompt: str = "{prompt}"
+    negative: str = ""
+    steps: int | None = Field(None, ge=20, le=100)
+    guidance_scale: float | None = Field(None, ge=1.0, le=15.0)
+    scheduler: SchedulerName | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{prompt}" not in value:
+            raise ValueError("must contain the placeholder {prompt}")
+        return value
+
+
+class ImageGenerationConfig(_Section):
+    model: ModelPaths = ModelPaths()
+    generation: GenerationConfig = GenerationConfig()
+    hardware: HardwareConfig = HardwareConfig()
+    caching: CachingConfig = CachingConfig()
+    safety: SafetyConfig = SafetyConfig()
+    rate_limits: RateLimits = RateLimits()
+    style_presets: dict[str, StylePreset] = {}
+
+
+def config_file_path() -> Path:
+    return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """config/models.yaml (or FIMUM_CONFIG)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config_file(config_file_path())
+
+
+class _ImageEnvSource(PydanticBaseSettingsSource):
+    """The spec's IMAGE_* variables, each overriding one key of `image_generation`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        section: dict[str, dict[str, str]] = {}
+        for var, (group, key) in IMAGE_ENV_VARS.items():
+            if var in os.environ:
+                section.setdefault(group, {})[key] = os.environ[var]
+        return {"image_generation": section} if section else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FIMUM_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mode: Literal["embedded", "distributed"] = "embedded"
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    database_url: str | None = None
+    redis_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    strict_models: bool = False
+    demo_model_path: Path = Path("./models/tiny-sdxl")
+    image_generation: ImageGenerationConfig = ImageGenerationConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _ImageEnvSource(settings_cls),
+            _YamlSource(settings_cls),
+            file_secret_settings,
+        )
+
+    @model_validator(mode="after")
+    def _models_exist_when_strict(self) -> Settings:
+        if self.strict_models:
+            paths = self.image_generation.model
+            for key in ("base_path", "refiner_path", "upscaler_path"):
+                path: Path = getattr(paths, key)
+                if not (path / "model_index.json").is_file():
+                    raise ValueError(
+                        f"image_generation.model.{key}: no diffusers model at {path} "
+                        "(FIMUM_STRICT_MODELS is on; install one with `fimum models download`)"
+                    )
+        return self
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message is one line naming the key."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    where = _env_var_for(loc)
+    origin = f" (from {where})" if where else ""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if loc:
+        return f"invalid configuration: {loc}{origin} = {err.get('input')!r}: {message}"
+    return f"invalid configuration: {message}"
+
+
+def _env_var_for(dotted: str) -> str | None:
+    for var, (group, key) in IMAGE_ENV_VARS.items():
+        if dotted == f"image_generation.{group}.{key}" and var in os.environ:
+            return var
+    var = "FIMUM_" + dotted.upper().replace(".", "__")
+    if var in os.environ:
+        return var
+    if dotted.startswith("image_generation"):
+        return str(config_file_path())
+    return None
+
+
+def explain(settings: Settings) -> list[tuple[str, Any, str]]:
+    """Every effective value as (dotted key, value, source) for `fimum config show`."""
+    file_path = config_file_path()
+    from_file = _flatten(read_config_file(file_path))
+    rows = []
+    for key, value in _flatten(settings.model_dump(mode="json")).items():
+        source = "default"
+        image_var = next(
+            (
+                var
+                for var, (group, name) in IMAGE_ENV_VARS.items()
+                if key == f"image_generation.{group}.{name}" and var in os.environ
+            ),
+            None,
+        )
+        fimum_var = "FIMUM_" + key.upper().replace(".", "__")
+        if fimum_var in os.environ:
+            source = f"env {fimum_var}"
+        elif image_var:
+            source = f"env {image_var}"
+        elif key in from_file:
+            source = str(file_path)
+        rows.append((key, value, source))
+    return rows
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
