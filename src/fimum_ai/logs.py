@@ -17,9 +17,7 @@ _FIELDS = "%(levelname)s %(name)s %(message)s"
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(
-            JsonFormatter(_FIELDS, rename_fields={"levelname": "level"}, timestamp="time")
-        )
+        handler.setFormatter(JsonFormatter(_FIELDS, rename_fields={"levelname": "level"}, timestamp="time"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -254,18 +254,19 @@ TINY_XL_VAE_CONFIG: dict[str, Any] = {
     "layers_per_block": 1,
 }
 
+# The upscaler's latents are at the input's full resolution, so attention above the lowest level
+# (and in the VAE's mid block) dominates its cost; the tiny one keeps attention only at the bottom.
 TINY_UPSCALER_UNET_CONFIG: dict[str, Any] = {
     "block_out_channels": [32, 32, 64],
-    "layers_per_block": 2,
+    "layers_per_block": 1,
     "sample_size": 128,
     "in_channels": 7,  # 4 latent channels + the 3-channel low-resolution image
     "out_channels": 4,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
     "cross_attention_dim": TINY_TEXT_WIDTH,
     "attention_head_dim": 8,
     "use_linear_projection": True,
-    "only_cross_attention": [True, True, False],
     "num_class_embeds": 1000,  # noise-level embedding, as the real upscaler
 }
 
@@ -282,6 +283,7 @@ TINY_UPSCALER_VAE_CONFIG: dict[str, Any] = {
     "norm_num_groups": 32,
     "sample_size": 256,
     "scaling_factor": 0.08333,
+    "mid_block_add_attention": False,
 }
 
 # ------------------------------------------------------------------------------------------------
