@@ -29,6 +29,14 @@ models_app = typer.Typer(help="Install, build and list image models.", no_args_i
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 
+
+@app.callback()
+def _quiet_libraries() -> None:
+    # transformers warns at import about optional torchvision image processors we never use.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 err = Console(stderr=True)
 out = Console()
 P = TypeVar("P", bound=BaseModel)
@@ -49,7 +57,6 @@ def settings_or_exit() -> Settings:
 def _configure(settings: Settings) -> None:
     from fimum_ai.logs import configure_logging
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     configure_logging(settings.log_level, settings.log_format)
 
 
@@ -136,8 +143,6 @@ def models_make_tiny(
     """Build the tiny random-weight SDXL-architecture demo/test models (no hub needed)."""
     from fimum_ai.images.model_factory import make_tiny
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tiny files: no shard bars
-
     models = make_tiny(target)
     out.print(f"built tiny demo models in {models.base.parent}")
 
@@ -169,7 +174,6 @@ def models_ensure_demo() -> None:
     if models is None:
         from fimum_ai.images.model_factory import make_tiny
 
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         out.print(f"building the demo model into {settings.demo_model_path} (once) ...")
         make_tiny(settings.demo_model_path)
     banner = "!" * 78

@@ -9,15 +9,22 @@ import logging
 import sys
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 _FIELDS = "%(levelname)s %(name)s %(message)s"
+# uvicorn adds an ANSI-coloured copy of every message; it has no place in JSON.
+_DROPPED = [*RESERVED_ATTRS, "color_message"]
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter(_FIELDS, rename_fields={"levelname": "level"}, timestamp="time"))
+        handler.setFormatter(
+            JsonFormatter(
+                _FIELDS, rename_fields={"levelname": "level"}, timestamp="time", reserved_attrs=_DROPPED
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
 
 from fimum_ai.images._preview import SDXL_FACTORS, X4_UPSCALER_FACTORS, current_sigma, latents_to_jpeg
 from fimum_ai.images.progress import CancelToken, ProgressCallback, ProgressEvent
@@ -42,6 +44,9 @@ for _module in (
     "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_upscale",
 ):
     logging.getLogger(_module).addFilter(DropMessages("truncated because"))
+# "Loading pipeline components" bars would interleave with our JSON logs and the CLI's own bar.
+diffusers_logging.disable_progress_bar()
+transformers_logging.disable_progress_bar()
 # Emitted on every VAE upcast of SDXL img2img/inpaint even when no module needs fp32: noise.
 logging.getLogger("diffusers.models.modeling_utils").addFilter(DropMessages("should be kept in float32: []"))
 

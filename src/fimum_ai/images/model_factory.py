@@ -414,10 +414,25 @@ def _text_encoder(config: dict[str, Any], *, projection: bool) -> Any:
 
 def _save(pipeline: Any, folder: Path, tokenizers: dict[str, str]) -> None:
     """save_pretrained, then give each tokenizer folder the real repos' file layout."""
-    pipeline.save_pretrained(folder, safe_serialization=True)
+    with _no_progress_bars():
+        pipeline.save_pretrained(folder, safe_serialization=True)
     for name, pad_token in tokenizers.items():
         shutil.rmtree(folder / name)
         write_clip_tokenizer(folder / name, pad_token=pad_token)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """No "Writing model shards" bars for files that take milliseconds to write."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
