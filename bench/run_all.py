@@ -1,0 +1,143 @@
+"""`make bench`: the engine-overhead benchmark always, the full-size CPU benchmark unless --quick.
+
+Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
+prints its tables and writes bench/out/<name>.json; this script then prints a summary against the
+issue's goals and writes bench/out/summary.json. gpu_bench.py is not run here: it needs a CUDA
+machine (see bench/README.md). Missed goals are reported, not failures; a crashed benchmark is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import _common as c
+
+QUICK_CASES = "512x1,512x4,1024x1"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="engine overhead only, 2 repeats, without 1024² ×4 (~10 min)"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
+    parser.add_argument(
+        "--cpu-experiments",
+        default=None,
+        help="cpu_full.py --experiments value (default: its own; add 'compile' for torch.compile)",
+    )
+    return parser.parse_args(argv)
+
+
+def run_script(name: str, arguments: Sequence[str]) -> bool:
+    command = [sys.executable, str(c.BENCH_DIR / f"{name}.py"), *arguments]
+    c.log(f"running {' '.join(command[1:])}")
+    return subprocess.run(command, check=False).returncode == 0
+
+
+def read_json(name: str) -> dict[str, Any] | None:
+    path = c.OUT_DIR / f"{name}.json"
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def overhead_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    goal = data["goal_ratio"]
+    for case in data["cases"]:
+        wall = case["ratio_engine_over"]["bare"]["median"]
+        cpu = case["cpu_ratio_engine_over"]["bare"]["median"]
+        rows.append(
+            [
+                f"engine overhead {case['case']}",
+                f"{wall:.3f} (CPU time {cpu:.3f})",
+                f"≤ {goal:.2f}",
+                "met" if wall <= goal else "missed",
+            ]
+        )
+        batched = case["ratio_engine_over"].get("bare_batched")
+        if batched:
+            rows.append(
+                [
+                    f"engine vs batched diffusers {case['case']}",
+                    f"{batched['median']:.3f}",
+                    f"≤ {goal:.2f}",
+                    "met" if batched["median"] <= goal else "missed",
+                ]
+            )
+    return rows
+
+
+def cpu_rows(data: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    run = data.get("end_to_end")
+    if run:
+        rows.append(
+            [
+                f"CPU full-size SDXL {data['size']}², {data['steps']} steps, {run['precision']}",
+                f"{run['wall_s']:.1f} s (load {run['load_average_before'][0]:.1f})",
+                f"≤ {run['goal_s']:.0f} s",
+                "met" if run["meets_goal"] else "missed",
+            ]
+        )
+    experiments = data.get("experiments", {})
+    roof = experiments.get("roofline")
+    if roof:
+        rows.append(
+            [
+                "CPU floor: 20 UNet steps at this CPU's bf16 matmul rate",
+                f"{roof['steps_floor_s']:.0f} s ({roof['unet_step_gflop']:.0f} GFLOP/step at "
+                f"{roof['matmul_bf16_gflops']:.0f} GFLOP/s)",
+                "≤ 90 s",
+                "reachable" if roof["steps_floor_s"] <= 90 else "not reachable on this CPU",
+            ]
+        )
+    for name, group in experiments.items():
+        if name == "roofline":
+            continue
+        for row in group:
+            if row["variant"] != "baseline":
+                rows.append(
+                    [
+                        f"CPU tuning: {row['variant']}",
+                        f"{row['ratio_to_baseline']['median']:.3f}× baseline step time",
+                        "< 1 helps",
+                        "helps" if row["ratio_to_baseline"]["median"] < 0.97 else "no gain",
+                    ]
+                )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 4)
+    overhead_args = ["--repeats", str(repeats), *(["--cases", QUICK_CASES] if args.quick else [])]
+    ok = {"engine_overhead": run_script("engine_overhead", overhead_args)}
+    if not args.quick:
+        extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
+        ok["cpu_full"] = run_script("cpu_full", extra)
+    rows: list[list[str]] = []
+    overhead = read_json("engine_overhead")
+    if ok["engine_overhead"] and overhead:
+        rows += overhead_rows(overhead)
+    cpu = read_json("cpu_full")
+    if ok.get("cpu_full") and cpu:
+        rows += cpu_rows(cpu)
+    c.print_table("Summary against the issue's goals", ["measure", "value", "goal", "verdict"], rows)
+    summary = {"machine": c.machine_info(), "completed": ok, "rows": rows}
+    c.log(f"wrote {c.write_json('summary', summary)}")
+    failed = [name for name, success in ok.items() if not success]
+    if failed:
+        c.log(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
