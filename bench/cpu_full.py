@@ -417,12 +417,12 @@ def print_end_to_end(run: dict[str, Any]) -> None:
     )
 
 
-def print_experiments(title: str, rows: Sequence[dict[str, Any]]) -> None:
+def print_experiments(title: str, rows: Sequence[dict[str, Any]], unit: str = "s/step") -> None:
     c.print_table(
         title,
         [
             "variant",
-            "s/step (median)",
+            f"{unit} (median)",
             "min–max",
             "ratio to baseline [IQR]",
             "projected 20 steps s",
@@ -518,7 +518,7 @@ def run_experiments(engine: Any, experiments: Sequence[str], rounds: int, outsid
     if "vae" in experiments:
         steps = vae_block(pipe.vae, rounds)
         results["vae"] = summarize_experiment(steps, None, c.load_average())
-        print_experiments("VAE decode at 512² (after the last step), interleaved", results["vae"])
+        print_experiments("VAE decode at 512² (after the last step), interleaved", results["vae"], "s/decode")
     if "fp32" in experiments:
         steps = fp32_block(unet, max(1, rounds - 1))
         results["precision"] = summarize_experiment(steps, outside_s, c.load_average())

@@ -504,6 +504,35 @@ class ImageEngine:
             created_at=datetime.now(UTC).isoformat(),
         )
 
+    def _batch_result(
+        self,
+        mode: Mode,
+        images: list[Image.Image],
+        resolved: Resolved,
+        parameters: dict[str, Any],
+        elapsed: float,
+        peak: Peak,
+        *,
+        refined: bool = False,
+    ) -> GenerationResult:
+        """One metadata record per image of a batch: image i has seed + i and batch_index i."""
+        return GenerationResult(
+            images=images,
+            metadata=[
+                self._metadata(
+                    mode,
+                    resolved.seed + i,
+                    image,
+                    {**parameters, "batch_index": i},
+                    resolved.scheduler,
+                    elapsed,
+                    peak,
+                    refined=refined,
+                )
+                for i, image in enumerate(images)
+            ],
+        )
+
     def _new_progress(
         self, total: int, progress: ProgressCallback | None, cancel: CancelToken | None
     ) -> Progress:
@@ -584,21 +613,8 @@ class ImageEngine:
                 if use_x4:
                     parameters["upscaler_version"] = self._version("upscaler")
             self._log_run("text-to-image", len(images), elapsed)
-            return GenerationResult(
-                images=images,
-                metadata=[
-                    self._metadata(
-                        "text-to-image",
-                        resolved.seed + i,
-                        image,
-                        {**parameters, "batch_index": i},
-                        resolved.scheduler,
-                        elapsed,
-                        peak,
-                        refined=refine,
-                    )
-                    for i, image in enumerate(images)
-                ],
+            return self._batch_result(
+                "text-to-image", images, resolved, parameters, elapsed, peak, refined=refine
             )
 
     def _base_and_refiner(
@@ -777,21 +793,7 @@ class ImageEngine:
                 "denoising_steps": per_image,
             }
             self._log_run(mode, len(images), elapsed)
-            return GenerationResult(
-                images=images,
-                metadata=[
-                    self._metadata(
-                        mode,
-                        resolved.seed + i,
-                        image,
-                        {**parameters, "batch_index": i},
-                        resolved.scheduler,
-                        elapsed,
-                        peak,
-                    )
-                    for i, image in enumerate(images)
-                ],
-            )
+            return self._batch_result(mode, images, resolved, parameters, elapsed, peak)
 
     def _unchanged(
         self,
@@ -810,21 +812,7 @@ class ImageEngine:
                 images = [source.copy() for _ in range(resolved.batch_size)]
             elapsed = time.perf_counter() - started
             parameters = {**parameters, "denoising_steps": 0}
-            return GenerationResult(
-                images=images,
-                metadata=[
-                    self._metadata(
-                        mode,
-                        resolved.seed + i,
-                        image,
-                        {**parameters, "batch_index": i},
-                        resolved.scheduler,
-                        elapsed,
-                        peak,
-                    )
-                    for i, image in enumerate(images)
-                ],
-            )
+            return self._batch_result(mode, images, resolved, parameters, elapsed, peak)
 
     # ---------------------------------------------------------------------------------- upscale
 
