@@ -42,7 +42,8 @@ Model = Callable[..., Any]
 
 @dataclass
 class Variant:
-    """A way to run the UNet: `enter` applies it and returns what to call, `leave` undoes it."""
+    """A way to run a model (UNet or VAE): `enter` applies it and returns what to call, `leave`
+    undoes it."""
 
     name: str
     enter: Callable[[], Model]
@@ -390,9 +391,9 @@ def summarize_experiment(
     return rows
 
 
-def print_end_to_end(run: dict[str, Any]) -> None:
+def print_end_to_end(run: dict[str, Any], model: str) -> None:
     c.print_table(
-        f"Full-size SDXL (random weights) on the CPU through the engine: {SIZE}², {STEPS} steps, "
+        f"{model} on the CPU through the engine: {SIZE}², {STEPS} steps, "
         f"{run['precision']} (goal ≤ {GOAL_S:.0f} s, spec ≤ {SPEC_LIMIT_S:.0f} s)",
         [
             "wall s",
@@ -491,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run = end_to_end(engine, c.SEED)
         payload["end_to_end"] = run
         outside_s = run["outside_steps_s"]
-        print_end_to_end(run)
+        print_end_to_end(run, "tiny SDXL (smoke test)" if args.tiny else "Full-size SDXL (random weights)")
     payload["experiments"] = run_experiments(engine, experiments, args.rounds, outside_s)
     payload["load_average_end"] = c.load_average()
     c.log(f"wrote {c.write_json(args.json, payload)}")
