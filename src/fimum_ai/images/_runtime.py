@@ -77,7 +77,8 @@ def resolve_device(requested: str) -> torch.device:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 (AVX512-BF16 or AMX): bf16 is then ~4x faster than fp32."""
+    """True when this CPU has native bf16 (AVX512-BF16 or AMX): bf16 is then 2-4x faster than fp32
+    (2.2x measured on AVX512-BF16 without AMX, bench/RESULTS.md)."""
     capability = str(torch.backends.cpu.get_cpu_capability())
     if "AMX" in capability or "BF16" in capability:
         return True
