@@ -8,11 +8,12 @@
 2. Tuning: one UNet step as the pipeline runs it at 512² (batch 2 for classifier-free guidance,
    64×64 latents) on the engine's own loaded UNet, for each variant in turn, interleaved round by
    round after a warm-up round, so every variant sees the same machine load:
-   baseline (the engine as configured), threads=1, channels_last UNet, classic (non-SDPA)
+   baseline (the engine as configured), threads=1, the UNet in the other memory format
+   (channels_last or contiguous, whichever the engine does not use), classic (non-SDPA)
    attention; a roofline (the step's FLOPs against this CPU's bf16 matmul rate: the fastest a
-   step can be); the VAE decode, contiguous vs channels_last; then fp32 weights with bf16
-   autocast and plain fp32 (the UNet converted in place and back, bracketed by baseline steps);
-   opt-in: torch.compile with and without weight freezing. Ratios are medians of per-round
+   step can be); the VAE decode in the engine's memory format against the other one; then fp32
+   weights with bf16 autocast and plain fp32 (the UNet converted in place and back, bracketed by
+   baseline steps); opt-in: torch.compile with and without weight freezing. Ratios are medians of per-round
    variant/baseline ratios. The projected 20-step time is the end-to-end run's time outside the
    steps plus 20 times the variant's step.
 The 1-minute load average is recorded with every number: other processes share these cores.
@@ -157,13 +158,7 @@ def variants(unet: Any, experiments: Sequence[str]) -> list[Variant]:
             )
         )
     if "channels_last" in experiments:
-        found.append(
-            Variant(
-                "channels_last UNet",
-                lambda: unet.to(memory_format=torch.channels_last),
-                lambda: unet.to(memory_format=torch.contiguous_format),
-            )
-        )
+        found.append(other_memory_format(unet, "UNet"))
     if "attention" in experiments:
         found.append(
             Variant(
@@ -173,6 +168,31 @@ def variants(unet: Any, experiments: Sequence[str]) -> list[Variant]:
             )
         )
     return found
+
+
+def memory_format(module: Any) -> Any:
+    """channels_last or contiguous_format: how the module's first k×k convolution weight is laid out."""
+    import torch
+
+    for param in module.parameters():
+        if param.dim() == 4 and param.shape[-1] > 1:
+            channels_last = param.is_contiguous(memory_format=torch.channels_last)
+            return torch.channels_last if channels_last else torch.contiguous_format
+    return torch.contiguous_format
+
+
+def other_memory_format(module: Any, label: str) -> Variant:
+    """The module in the memory format the engine does not use; `leave` restores the engine's."""
+    import torch
+
+    current = memory_format(module)
+    other = torch.contiguous_format if current == torch.channels_last else torch.channels_last
+    name = "channels_last" if other == torch.channels_last else "contiguous (NCHW)"
+    return Variant(
+        f"{name} {label}",
+        lambda: module.to(memory_format=other),
+        lambda: module.to(memory_format=current),
+    )
 
 
 def _set_threads(count: int, unet: Any) -> Any:
@@ -268,19 +288,12 @@ def vae_block(vae: Any, rounds: int) -> dict[str, list[float]]:
     latents = torch.randn(1, vae.config.latent_channels, SIZE // 8, SIZE // 8, generator=generator)
     latents = latents.to(vae.dtype)
 
-    def decode(variant: Variant, model: Model) -> c.Timing:
+    def decode(variant: Variant, model: Any) -> c.Timing:
         with torch.no_grad(), c.timed() as elapsed:
             model.decode(latents / vae.config.scaling_factor, return_dict=False)
         return elapsed
 
-    pair = [
-        Variant("baseline", lambda: vae, _noop),
-        Variant(
-            "channels_last VAE",
-            lambda: vae.to(memory_format=torch.channels_last),
-            lambda: vae.to(memory_format=torch.contiguous_format),
-        ),
-    ]
+    pair = [Variant("baseline", lambda: vae, _noop), other_memory_format(vae, "VAE")]
     return interleave(pair, decode, rounds)
 
 
@@ -499,7 +512,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return payload
 
 
-def run_experiments(engine: Any, experiments: Sequence[str], rounds: int, outside_s: float) -> dict[str, Any]:
+def run_experiments(
+    engine: Any, experiments: Sequence[str], rounds: int, outside_s: float | None
+) -> dict[str, Any]:
     import torch
 
     pipe = c.base_pipeline(engine)

@@ -82,7 +82,7 @@ def device_info(device: str) -> dict[str, Any]:
         "memory_bytes": int(props.total_memory),
         "capability": f"{props.major}.{props.minor}",
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
+        "cudnn": torch.backends.cudnn.version(),  # type: ignore[no-untyped-call]
     }
 
 
