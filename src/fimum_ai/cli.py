@@ -164,13 +164,13 @@ def models_make_full_random(
 @models_app.command("ensure-demo")
 def models_ensure_demo() -> None:
     """If no SDXL is installed, build the demo model (once) and warn loudly. Used by `make run`."""
-    from fimum_ai.images.model_store import find_models, is_model_dir
+    from fimum_ai.images.model_store import find_models
     from fimum_ai.images.provider import DEMO_WARNING
 
     settings = settings_or_exit()
-    if is_model_dir(settings.image_generation.model.base_path):
-        return
     models = find_models(settings)
+    if models is not None and not models.demo:
+        return
     if models is None:
         from fimum_ai.images.model_factory import make_tiny
 

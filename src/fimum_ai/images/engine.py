@@ -81,7 +81,7 @@ from fimum_ai.images._runtime import (
     resolve_precision,
 )
 from fimum_ai.images._tiling import BandBlender, TileGrid, ramp_weights
-from fimum_ai.images.model_store import ModelSet, model_version
+from fimum_ai.images.model_store import ModelSet, is_model_dir, model_version
 from fimum_ai.images.progress import CancelToken, ProgressCallback
 from fimum_ai.images.requests import (
     EditParams,
@@ -299,7 +299,7 @@ class ImageEngine:
 
     def _from_pretrained(self, cls: Any, path: Path, kind: str, **components: Any) -> Any:
         hint = f"install it with `fimum models download {kind}`"
-        if not (path / "model_index.json").is_file():
+        if not is_model_dir(path):
             raise ModelNotInstalled(
                 f"no diffusers model at {path} (model_index.json is missing); {hint}",
                 details={"path": str(path)},
