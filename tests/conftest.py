@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.peers.plugin"]
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -47,3 +51,107 @@ def with_tiny_models(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """Configure the demo model path so the platform finds the tiny models."""
     monkeypatch.setenv("FIMUM_DEMO_MODEL_PATH", str(tiny_models_dir))
     return tiny_models_dir
+
+
+# --- Databases and caches (issue 4): real PostgreSQL and Redis on 127.0.0.1, isolated per test ---
+
+POSTGRES_URL = os.environ.get("FIMUM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FIMUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_TEST_SECRET = "test-secret-for-distributed-mode-0123456789abcdef"
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name; dropped (with everything in it) afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield schema
+    engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh Redis key prefix; every key under it is deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = f"fimum-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per deployment mode: SQLite + in-process, then PostgreSQL + Redis."""
+    if request.param == "distributed":
+        monkeypatch.setenv("FIMUM_MODE", "distributed")
+        monkeypatch.setenv("FIMUM_DATABASE_URL", POSTGRES_URL)
+        monkeypatch.setenv("FIMUM_DATABASE_SCHEMA", request.getfixturevalue("pg_schema"))
+        monkeypatch.setenv("FIMUM_REDIS_URL", REDIS_URL)
+        monkeypatch.setenv("FIMUM_REDIS_PREFIX", request.getfixturevalue("redis_prefix"))
+        monkeypatch.setenv("FIMUM_JWT_SECRET", JWT_TEST_SECRET)
+    return str(request.param)
+
+
+# --- Secrets never reach a log (issue 4): every record of the suite is kept and checked at the end ---
+
+ISSUED_SECRETS: list[str] = []  # OTP codes, tokens and API keys the tests saw; see remember_secret()
+_STANDARD_RECORD_KEYS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
+
+
+def remember_secret(value: str) -> str:
+    """Register a code/token/key so the end-of-session check looks for it in every log record."""
+    ISSUED_SECRETS.append(value)
+    return value
+
+
+class _LogRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("mail.log"):
+            return  # the test SMTP server (aiosmtpd) logs whole messages at DEBUG: it is the peer, not us
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_KEYS}
+        self.lines.append(f"{record.getMessage()} {extras!r} {record.exc_text or ''}")
+
+
+_RECORDER = _LogRecorder()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs() -> Iterator[_LogRecorder]:
+    fimum_logger = logging.getLogger("fimum_ai")
+    previous = fimum_logger.level
+    fimum_logger.setLevel(logging.DEBUG)
+    yield _RECORDER
+    fimum_logger.setLevel(previous)
+    leaks = []
+    for secret in set(ISSUED_SECRETS):
+        # Six-digit codes must stand alone to count (ids and timestamps contain digit runs).
+        pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])")
+        leaks += [line[:200] for line in _RECORDER.lines if pattern.search(line)]
+    assert ISSUED_SECRETS == [] or _RECORDER.lines, "the log recorder saw nothing: it is not attached"
+    assert not leaks, f"secrets found in logs: {leaks[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def _log_recorder_attached() -> None:
+    """CLI commands reconfigure logging; attach the recorder again before every test."""
+    root = logging.getLogger()
+    if _RECORDER not in root.handlers:
+        root.addHandler(_RECORDER)
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,13 +10,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fimum_ai import __version__
+from fimum_ai.accounts import routes as account_routes
+from fimum_ai.accounts.auth import AuthMiddleware
+from fimum_ai.accounts.service import Accounts
+from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError
 from fimum_ai.images import routes as image_routes
 from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
+from fimum_ai.limits import RateLimitMiddleware
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +36,7 @@ def _error(status: int, code: str, message: str, details: Any = None, headers: A
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FimumError)
     async def fimum_error(_: Request, exc: FimumError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.details)
+        return _error(exc.status, exc.code, exc.message, exc.details, headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,16 +61,25 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     provider = EngineProvider(settings)
+    database = Database(settings)
+    accounts = Accounts(settings, database)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Migrations run on every start (idempotent; replicas take turns on PostgreSQL).
+        await asyncio.to_thread(upgrade, database.engine, settings.database_schema)
+        await accounts.start()
         models = provider.models()
         if models is None:
             log.warning("no image model installed; image requests will return 503 model_not_installed")
         elif models.demo:
             log.warning(DEMO_WARNING)
-        yield
-        provider.close()
+        try:
+            yield
+        finally:
+            await accounts.stop()
+            provider.close()
+            database.dispose()
 
     app = FastAPI(
         title="Fimum AI",
@@ -73,7 +89,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine_provider = provider
+    app.state.database = database
+    app.state.accounts = accounts
     _install_error_handlers(app)
+    # Starlette runs the last added middleware first: authenticate, then rate-limit per user.
+    app.add_middleware(RateLimitMiddleware, limiter=accounts.limiter, settings=settings)
+    app.add_middleware(AuthMiddleware, accounts=accounts)
+    app.include_router(account_routes.router)
     app.include_router(image_routes.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
@@ -83,6 +105,16 @@ def create_app(settings: Settings) -> FastAPI:
             "version": __version__,
             "mode": settings.mode,
             "image_model": provider.status(),
+            "database": database.dialect,
+            "signup": settings.signup_policy,
+            "delivery": {
+                "email": account_routes.delivery_name(settings, "email"),
+                "sms": account_routes.delivery_name(settings, "sms"),
+            },
         }
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

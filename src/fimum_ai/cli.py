@@ -11,23 +11,26 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from fimum_ai._cli_common import configure_logs, err, fail, out, settings_or_exit
+from fimum_ai.cli_accounts import db_app, users_app
 from fimum_ai.errors import FimumError
-from fimum_ai.settings import SCHEDULERS, ConfigError, Settings, explain, load_settings
+from fimum_ai.settings import SCHEDULERS, explain
 
 app = typer.Typer(help="Fimum AI: a self-hosted AI platform.", no_args_is_help=True, add_completion=False)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 models_app = typer.Typer(help="Install, build and list image models.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 
 
 @app.callback()
@@ -37,27 +40,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-err = Console(stderr=True)
-out = Console()
 P = TypeVar("P", bound=BaseModel)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        fail(str(exc), code=2)
-
-
-def _configure(settings: Settings) -> None:
-    from fimum_ai.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format)
 
 
 # ---------------------------------------------------------------- serve / config
@@ -75,7 +58,7 @@ def serve(
     from fimum_ai.logs import uvicorn_log_config
 
     settings = settings_or_exit()
-    _configure(settings)
+    configure_logs(settings)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -230,7 +213,7 @@ def _run_and_save(
     from fimum_ai.images.storage import save_with_sidecar
 
     settings = settings_or_exit()
-    _configure(settings)
+    configure_logs(settings)
     try:
         engine = EngineProvider(settings).get()
         with _progress_bar(mode) as update:

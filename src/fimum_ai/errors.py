@@ -6,17 +6,22 @@ Each error carries a stable `code`, an HTTP `status` and optional `details`; the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class FimumError(Exception):
     code = "internal_error"
     status = 500
+    default_headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        # Extra response headers (Retry-After, WWW-Authenticate).
+        self.headers: dict[str, str] = {**self.default_headers, **(headers or {})}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
@@ -44,4 +49,29 @@ class GpuOutOfMemory(FimumError):
 
 class GenerationCancelled(FimumError):
     code = "cancelled"
+    status = 409
+
+
+class NotAuthenticated(FimumError):
+    code = "not_authenticated"
+    status = 401
+    default_headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidToken(NotAuthenticated):
+    code = "invalid_token"
+
+
+class Forbidden(FimumError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(FimumError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(FimumError):
+    code = "conflict"
     status = 409

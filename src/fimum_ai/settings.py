@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -132,6 +140,49 @@ class ImageGenerationConfig(_Section):
     style_presets: dict[str, StylePreset] = {}
 
 
+class TierLimits(_Section):
+    """One subscription tier. -1 means unlimited (the spec's convention). Images per day come from
+    `image_generation.rate_limits` (spec section 5.1), the one place that number lives."""
+
+    requests_per_minute: int = Field(100, ge=-1)
+    research_per_day: int = Field(10, ge=-1)
+
+
+def _default_tiers() -> dict[str, TierLimits]:
+    return {
+        "free": TierLimits(requests_per_minute=100, research_per_day=10),
+        "pro": TierLimits(requests_per_minute=1000, research_per_day=-1),
+        "enterprise": TierLimits(requests_per_minute=-1, research_per_day=-1),
+    }
+
+
+class AuthConfig(_Section):
+    """One-time codes, tokens and sign-in limits (FIMUM_AUTH__*)."""
+
+    otp_ttl_s: int = Field(600, ge=60, le=3600)
+    otp_max_attempts: int = Field(5, ge=1, le=20)
+    otp_requests_per_identifier: str = "3/15 minutes"
+    otp_requests_per_ip: str = "30/15 minutes"
+    access_ttl_s: int = Field(3600, ge=60)
+    refresh_ttl_s: int = Field(7 * 86400, ge=300)
+    anonymous_requests_per_minute: int = Field(120, ge=-1)
+    # The user row (tier, disabled flag) is cached this long per API process.
+    user_cache_ttl_s: float = Field(2.0, ge=0.0, le=60.0)
+    delivery_attempts: int = Field(4, ge=1, le=10)
+    delivery_backoff_s: float = Field(1.0, ge=0.0)
+
+    @field_validator("otp_requests_per_identifier", "otp_requests_per_ip")
+    @classmethod
+    def _is_rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate like '3/15 minutes'") from None
+        return value
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -186,6 +237,33 @@ class Settings(BaseSettings):
     demo_model_path: Path = Path("./models/tiny-sdxl")
     image_generation: ImageGenerationConfig = ImageGenerationConfig()
 
+    # Accounts (issue 4). PostgreSQL tables go to this schema when set (tests isolate runs this way).
+    database_schema: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    redis_prefix: str = "fimum:"
+    signup: Literal["open", "invite", "closed"] | None = None  # None: open embedded, invite distributed
+    jwt_secret: SecretStr | None = None
+    public_url: str | None = None  # shown in e-mails; the login page
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)  # None: 587 starttls, 465 tls, 25 none
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Fimum AI <no-reply@localhost>"
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    smpp_host: str | None = None
+    smpp_port: int = Field(2775, ge=1, le=65535)
+    smpp_system_id: str = ""
+    smpp_password: SecretStr | None = None
+    smpp_system_type: str = ""
+    smpp_source_addr: str = "Fimum"
+    smpp_enquire_link_s: float = Field(30.0, gt=0)
+    smpp_timeout_s: float = Field(10.0, gt=0)
+    modem_device: str | None = None
+    modem_baud: int = Field(115200, gt=0)
+    modem_timeout_s: float = Field(10.0, gt=0)
+    auth: AuthConfig = AuthConfig()
+    tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -202,6 +280,37 @@ class Settings(BaseSettings):
             _YamlSource(settings_cls),
             file_secret_settings,
         )
+
+    @property
+    def signup_policy(self) -> Literal["open", "invite", "closed"]:
+        if self.signup is not None:
+            return self.signup
+        return "open" if self.mode == "embedded" else "invite"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """FIMUM_DATABASE_URL (postgresql:// gets the psycopg 3 driver), else SQLite under data_dir."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'fimum.db').as_posix()}"
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url[len(plain) :]
+        return url
+
+    @model_validator(mode="after")
+    def _distributed_needs_shared_services(self) -> Settings:
+        if self.mode == "distributed":
+            if not self.redis_url:
+                raise ValueError("redis_url: distributed mode needs FIMUM_REDIS_URL")
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if len(secret.encode()) < 32:
+                raise ValueError(
+                    "jwt_secret: distributed mode needs FIMUM_JWT_SECRET of at least 32 bytes "
+                    "(every API replica must share it)"
+                )
+        for name in ("free", "pro", "enterprise"):
+            if name not in self.tiers:
+                raise ValueError(f"tiers: the tier {name!r} is missing")
+        return self
 
     @model_validator(mode="after")
     def _models_exist_when_strict(self) -> Settings:

@@ -1,0 +1,321 @@
+"""/api/v1/auth/*, /api/v1/me, /api/v1/admin/users: thin routes over the accounts services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from fimum_ai.accounts import api_keys
+from fimum_ai.accounts.auth import AccountsDep, AdminUser, CurrentUser
+from fimum_ai.accounts.delivery import OtpMessage
+from fimum_ai.accounts.identifiers import parse_identifier
+from fimum_ai.accounts.principal import Principal
+from fimum_ai.accounts.sessions import TokenPair
+from fimum_ai.accounts.users import UserSnapshot, check_tier, create_user, get_user, list_users
+from fimum_ai.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
+from fimum_ai.settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1")
+
+REFRESH_COOKIE = "fimum_refresh"
+CSRF_COOKIE = "fimum_csrf"
+CSRF_HEADER = "x-csrf-token"
+_ACCEPTED = "If this address can sign in, a code is on its way."
+
+
+class OtpRequest(BaseModel):
+    identifier: str = Field(min_length=3, max_length=320, description="E-mail address or +E.164 phone number")
+    channel: Literal["email", "sms"] | None = None
+
+
+class OtpVerify(BaseModel):
+    identifier: str = Field(min_length=3, max_length=320)
+    code: str = Field(pattern=r"^\d{6}$", description="The 6-digit code")
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str | None = Field(None, max_length=4096)
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field("API key", min_length=1, max_length=100)
+
+
+class UserCreate(BaseModel):
+    identifier: str = Field(min_length=3, max_length=320)
+    tier: str = "free"
+    is_admin: bool = False
+
+
+class UserUpdate(BaseModel):
+    tier: str | None = None
+    disabled: bool | None = None
+    is_admin: bool | None = None
+
+
+def delivery_name(settings: Settings, channel: Literal["email", "sms"]) -> str:
+    """Where codes for this channel go: smtp | smpp | modem | console (development)."""
+    if channel == "email":
+        return "smtp" if settings.smtp_host else "console"
+    if settings.smpp_host:
+        return "smpp"
+    return "modem" if settings.modem_device else "console"
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/auth/otp/request", status_code=202, tags=["auth"], summary="Send a one-time sign-in code")
+async def request_code(body: OtpRequest, request: Request, accounts: AccountsDep) -> dict[str, Any]:
+    identifier = parse_identifier(body.identifier)
+    if body.channel and body.channel != identifier.channel:
+        needed = "an e-mail address" if body.channel == "email" else "a phone number"
+        raise InvalidInput(f"channel: {body.channel} codes need {needed}")
+    auth = accounts.settings.auth
+    await accounts.limiter.check_or_raise(f"otp-ip:{_client_ip(request)}", auth.otp_requests_per_ip)
+    state = await accounts.limiter.check_or_raise(
+        f"otp-id:{identifier.value}", auth.otp_requests_per_identifier
+    )
+    issued = await asyncio.to_thread(accounts.otp.issue, identifier)
+    if issued.deliver:
+        accounts.dispatcher.enqueue(
+            OtpMessage(
+                channel=identifier.channel,
+                recipient=identifier.value,
+                code=issued.code,
+                expires_in_s=issued.expires_in_s,
+                public_url=accounts.settings.public_url,
+            )
+        )
+    log.info("otp requested", extra={"identifier": identifier.masked(), "delivered": issued.deliver})
+    # The same answer whether or not the identifier has an account (no enumeration).
+    return {
+        "status": "accepted",
+        "message": _ACCEPTED,
+        "channel": identifier.channel,
+        "delivery": delivery_name(accounts.settings, identifier.channel),
+        "expires_in": issued.expires_in_s,
+        "requests_remaining": state.remaining,
+        "window_resets_at": state.reset_at,
+    }
+
+
+@router.post("/auth/otp/verify", tags=["auth"], summary="Exchange a code for tokens")
+async def verify_code(
+    body: OtpVerify, request: Request, response: Response, accounts: AccountsDep
+) -> dict[str, Any]:
+    await accounts.limiter.check_or_raise(
+        f"otp-verify-ip:{_client_ip(request)}", accounts.settings.auth.otp_requests_per_ip
+    )
+    proof = {"identifier": body.identifier, "code": body.code}
+    user = await asyncio.to_thread(accounts.providers["otp"].sign_in, proof)
+    accounts.users.invalidate(user.id)
+    pair = await accounts.sessions.start(user.id, request.headers.get("user-agent"))
+    log.info("signed in", extra={"user_id": user.id})
+    _set_session_cookies(request, response, pair, accounts.settings)
+    return {**pair.body(), "user": user.public()}
+
+
+@router.post("/auth/refresh", tags=["auth"], summary="Rotate the refresh token; get a new access token")
+async def refresh(
+    request: Request,
+    response: Response,
+    accounts: AccountsDep,
+    body: Annotated[RefreshBody | None, Body()] = None,
+) -> dict[str, Any]:
+    token = body.refresh_token if body else None
+    if not token:
+        token = request.cookies.get(REFRESH_COOKIE)
+        if not token:
+            raise NotAuthenticated("no refresh token: send {'refresh_token': ...} or the session cookie")
+        _check_csrf(request)
+    pair = await accounts.sessions.refresh(token, request.headers.get("user-agent"))
+    _set_session_cookies(request, response, pair, accounts.settings)
+    return pair.body()
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"], summary="End this session")
+async def logout(
+    request: Request,
+    accounts: AccountsDep,
+    body: Annotated[RefreshBody | None, Body()] = None,
+) -> Response:
+    principal = getattr(request.state, "principal", None)
+    token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+    await accounts.sessions.logout(principal if isinstance(principal, Principal) else None, token)
+    response = Response(status_code=204)
+    _clear_session_cookies(response)
+    return response
+
+
+@router.post("/auth/logout-all", status_code=204, tags=["auth"], summary="End every session of this user")
+async def logout_all(principal: CurrentUser, accounts: AccountsDep) -> Response:
+    await accounts.sessions.logout_everywhere(principal.user_id)
+    response = Response(status_code=204)
+    _clear_session_cookies(response)
+    return response
+
+
+@router.get("/me", tags=["account"], summary="Me: tier, limits, today's usage and remaining quota")
+async def me(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
+    user = await accounts.user(principal.user_id)
+    if user is None:
+        raise NotAuthenticated("the account no longer exists")
+    return {
+        "user": user.public(),
+        "tier": user.tier,
+        "limits": _limits(accounts.settings, user.tier),
+        "usage": await accounts.quotas.report(user.id, user.tier),
+        "auth": {"via": principal.via, "expires_at": principal.expires_at},
+    }
+
+
+def _limits(settings: Settings, tier: str) -> dict[str, int | None]:
+    limits = settings.tiers.get(tier) or settings.tiers["free"]
+    images = getattr(settings.image_generation.rate_limits, tier, settings.image_generation.rate_limits.free)
+
+    def unlimited(value: int) -> int | None:
+        return None if value < 0 else value
+
+    return {
+        "requests_per_minute": unlimited(limits.requests_per_minute),
+        "images_per_day": unlimited(images),
+        "research_per_day": unlimited(limits.research_per_day),
+    }
+
+
+@router.get("/me/api-keys", tags=["account"], summary="My personal API keys")
+async def list_api_keys(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
+    def run() -> list[dict[str, object]]:
+        with accounts.db.session() as session:
+            return [api_keys.public(row) for row in api_keys.list_keys(session, principal.user_id)]
+
+    return {"items": await asyncio.to_thread(run), "next_cursor": None}
+
+
+@router.post("/me/api-keys", status_code=201, tags=["account"], summary="Create an API key (shown once)")
+async def create_api_key(body: ApiKeyCreate, principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
+    def run() -> dict[str, object]:
+        with accounts.db.session() as session, session.begin():
+            row, key = api_keys.create_key(session, principal.user_id, body.name)
+            return {**api_keys.public(row), "key": key}
+
+    return await asyncio.to_thread(run)
+
+
+@router.delete("/me/api-keys/{key_id}", status_code=204, tags=["account"], summary="Revoke an API key")
+async def revoke_api_key(key_id: str, principal: CurrentUser, accounts: AccountsDep) -> Response:
+    def run() -> None:
+        with accounts.db.session() as session, session.begin():
+            api_keys.revoke_key(session, principal.user_id, key_id)
+
+    await asyncio.to_thread(run)
+    return Response(status_code=204)
+
+
+@router.get("/admin/users", tags=["admin"], summary="All users (admins only)")
+async def admin_list_users(
+    _: AdminUser,
+    accounts: AccountsDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        with accounts.db.session() as session:
+            rows, next_cursor = list_users(session, cursor=cursor, limit=limit)
+            return {"items": [UserSnapshot.of(u).public() for u in rows], "next_cursor": next_cursor}
+
+    return await asyncio.to_thread(run)
+
+
+@router.post("/admin/users", status_code=201, tags=["admin"], summary="Create (invite) a user")
+async def admin_create_user(body: UserCreate, _: AdminUser, accounts: AccountsDep) -> dict[str, Any]:
+    identifier = parse_identifier(body.identifier)
+    check_tier(body.tier, accounts.settings.tiers)
+    if accounts.settings.signup_policy == "closed":
+        raise Conflict(
+            "sign-up is closed (FIMUM_SIGNUP=closed); the operator can add users with `fimum users create`"
+        )
+
+    def run() -> dict[str, object]:
+        with accounts.db.session() as session, session.begin():
+            return UserSnapshot.of(
+                create_user(session, identifier, tier=body.tier, is_admin=body.is_admin)
+            ).public()
+
+    return await asyncio.to_thread(run)
+
+
+@router.patch(
+    "/admin/users/{user_id}", tags=["admin"], summary="Set a user's tier, admin flag or disabled flag"
+)
+async def admin_update_user(
+    user_id: str, body: UserUpdate, admin: AdminUser, accounts: AccountsDep
+) -> dict[str, Any]:
+    if body.tier is not None:
+        check_tier(body.tier, accounts.settings.tiers)
+    if user_id == admin.user_id and (body.disabled or body.is_admin is False):
+        raise Forbidden("you cannot disable yourself or remove your own admin rights")
+
+    def run() -> UserSnapshot:
+        with accounts.db.session() as session, session.begin():
+            user = get_user(session, user_id)
+            if body.tier is not None:
+                user.tier = body.tier
+            if body.is_admin is not None:
+                user.is_admin = body.is_admin
+            if body.disabled is not None:
+                user.disabled = body.disabled
+            session.flush()
+            return UserSnapshot.of(user)
+
+    snapshot = await asyncio.to_thread(run)
+    accounts.users.invalidate(user_id)
+    if body.disabled:
+        await accounts.sessions.logout_everywhere(user_id)
+    log.info(
+        "user updated",
+        extra={"user_id": user_id, "by": admin.user_id, "fields": sorted(body.model_fields_set)},
+    )
+    return snapshot.public()
+
+
+def _set_session_cookies(request: Request, response: Response, pair: TokenPair, settings: Settings) -> None:
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        REFRESH_COOKIE,
+        pair.refresh_token,
+        max_age=pair.refresh_expires_in,
+        path="/api/v1/auth",
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+    )
+    # Double-submit CSRF token: readable by our page's script, echoed in X-CSRF-Token on refresh.
+    response.set_cookie(
+        CSRF_COOKIE,
+        secrets.token_urlsafe(24),
+        max_age=pair.refresh_expires_in,
+        path="/",
+        secure=secure,
+        samesite="strict",
+    )
+
+
+def _clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(REFRESH_COOKIE, path="/api/v1/auth")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+def _check_csrf(request: Request) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    header = request.headers.get(CSRF_HEADER, "")
+    if not cookie or not secrets.compare_digest(cookie, header):
+        raise Forbidden("CSRF check failed: send the fimum_csrf cookie's value in the X-CSRF-Token header")
