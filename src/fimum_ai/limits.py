@@ -449,7 +449,10 @@ class QuotaService:
             self._warn_once(tier, f"unknown tier {tier!r}; applying the free tier's limits")
             tier = "free"
         if kind == "images":
-            images: int | None = getattr(self.settings.image_generation.rate_limits, tier, None)
+            own = self.settings.tiers[tier].images_per_day
+            images: int | None = (
+                own if own is not None else getattr(self.settings.image_generation.rate_limits, tier, None)
+            )
             if images is None:
                 self._warn_once(f"{tier}/images", f"no image limit for tier {tier!r}; applying free's")
                 return self.settings.image_generation.rate_limits.free

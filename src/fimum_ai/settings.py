@@ -141,11 +141,13 @@ class ImageGenerationConfig(_Section):
 
 
 class TierLimits(_Section):
-    """One subscription tier. -1 means unlimited (the spec's convention). Images per day come from
-    `image_generation.rate_limits` (spec section 5.1), the one place that number lives."""
+    """One subscription tier. -1 means unlimited (the spec's convention). Images per day of the
+    spec's three tiers come from `image_generation.rate_limits` (spec section 5.1); a tier added in
+    the config sets `images_per_day` itself."""
 
     requests_per_minute: int = Field(100, ge=-1)
     research_per_day: int = Field(10, ge=-1)
+    images_per_day: int | None = Field(None, ge=-1)
 
 
 def _default_tiers() -> dict[str, TierLimits]:
@@ -297,7 +299,7 @@ class Settings(BaseSettings):
         return url
 
     @model_validator(mode="after")
-    def _distributed_needs_shared_services(self) -> Settings:
+    def _accounts_config_is_consistent(self) -> Settings:
         if self.mode == "distributed":
             if not self.redis_url:
                 raise ValueError("redis_url: distributed mode needs FIMUM_REDIS_URL")
@@ -307,6 +309,10 @@ class Settings(BaseSettings):
                     "jwt_secret: distributed mode needs FIMUM_JWT_SECRET of at least 32 bytes "
                     "(every API replica must share it)"
                 )
+        if self.smtp_user and self.smtp_password is None:
+            raise ValueError("smtp_password: FIMUM_SMTP_USER is set, so FIMUM_SMTP_PASSWORD is needed too")
+        if "@" not in self.smtp_from:
+            raise ValueError(f"smtp_from: {self.smtp_from!r} has no e-mail address")
         for name in ("free", "pro", "enterprise"):
             if name not in self.tiers:
                 raise ValueError(f"tiers: the tier {name!r} is missing")

@@ -443,3 +443,28 @@ def test_per_user_request_rate_limit(backend: str, mail: SmtpServer, monkeypatch
         assert statuses[4].headers["X-RateLimit-Remaining"] == "0"
         assert_error(statuses[5], 429, "rate_limited")
         assert int(statuses[5].headers["Retry-After"]) >= 1
+
+
+def test_a_tier_added_in_the_config_has_its_own_limits(
+    backend: str, mail: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIMUM_TIERS__TEAM__REQUESTS_PER_MINUTE", "500")
+    monkeypatch.setenv("FIMUM_TIERS__TEAM__IMAGES_PER_DAY", "20")
+    monkeypatch.setenv("FIMUM_TIERS__TEAM__RESEARCH_PER_DAY", "-1")
+    with TestClient(create_app(load_settings())) as client:
+        admin = sign_in(client, mail, "admin@example.com")
+        user = sign_in(client, mail, "user@example.com")
+        patched = client.patch(
+            f"/api/v1/admin/users/{user['user']['id']}",
+            json={"tier": "team"},
+            headers=bearer(admin["access_token"]),
+        )
+        assert patched.status_code == 200
+        me = client.get("/api/v1/me", headers=bearer(user["access_token"]))
+        assert me.json()["limits"] == {
+            "requests_per_minute": 500,
+            "images_per_day": 20,
+            "research_per_day": None,
+        }
+        assert me.headers["X-RateLimit-Limit"] == "500"
+        assert me.json()["usage"]["images"]["remaining"] == 20

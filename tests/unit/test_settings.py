@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,26 @@ def test_explain_reports_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rows["image_generation.hardware.device"] == ("cpu", "env IMAGE_DEVICE")
     assert rows["image_generation.generation.default_steps"][1].endswith("models.yaml")
     assert rows["host"] == ("127.0.0.1", "default")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"smtp_user": "mailer"}, "FIMUM_SMTP_PASSWORD is needed too"),
+        ({"smtp_from": "Fimum"}, "smtp_from"),
+        ({"signup": "sometimes"}, "signup"),
+        ({"database_schema": "Robert'); DROP TABLE"}, "database_schema"),
+        ({"auth": {"otp_requests_per_identifier": "three a day"}}, "a rate like"),
+    ],
+)
+def test_bad_accounts_settings_are_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(**overrides)
+
+
+def test_signup_policy_depends_on_the_mode() -> None:
+    assert load_settings().signup_policy == "open"
+    distributed = load_settings(mode="distributed", redis_url="redis://x", jwt_secret="s" * 32)
+    assert distributed.signup_policy == "invite"
+    assert load_settings(signup="closed").signup_policy == "closed"
+    assert load_settings(database_url="postgresql://u@h/db").sqlalchemy_url == "postgresql+psycopg://u@h/db"

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 
 from fimum_ai.accounts import api_keys
 from fimum_ai.accounts.auth import AccountsDep, AdminUser, CurrentUser
-from fimum_ai.accounts.delivery import OtpMessage
+from fimum_ai.accounts.delivery import DeliveryError, OtpMessage
 from fimum_ai.accounts.identifiers import parse_identifier
 from fimum_ai.accounts.principal import Principal
+from fimum_ai.accounts.service import Accounts
 from fimum_ai.accounts.sessions import TokenPair
 from fimum_ai.accounts.users import UserSnapshot, check_tier, create_user, get_user, list_users
 from fimum_ai.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
@@ -85,15 +86,18 @@ async def request_code(body: OtpRequest, request: Request, accounts: AccountsDep
     )
     issued = await asyncio.to_thread(accounts.otp.issue, identifier)
     if issued.deliver:
-        accounts.dispatcher.enqueue(
-            OtpMessage(
-                channel=identifier.channel,
-                recipient=identifier.value,
-                code=issued.code,
-                expires_in_s=issued.expires_in_s,
-                public_url=accounts.settings.public_url,
-            )
+        message = OtpMessage(
+            channel=identifier.channel,
+            recipient=identifier.value,
+            code=issued.code,
+            expires_in_s=issued.expires_in_s,
+            public_url=accounts.settings.public_url,
         )
+        try:
+            accounts.dispatcher.enqueue(message)
+        except DeliveryError as exc:
+            # Answer as if sent: a different answer here would tell who has an account.
+            log.error("otp not queued", extra={"identifier": identifier.masked(), "reason": exc.message})
     log.info("otp requested", extra={"identifier": identifier.masked(), "delivered": issued.deliver})
     # The same answer whether or not the identifier has an account (no enumeration).
     return {
@@ -171,23 +175,22 @@ async def me(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     return {
         "user": user.public(),
         "tier": user.tier,
-        "limits": _limits(accounts.settings, user.tier),
+        "limits": _limits(accounts, user.tier),
         "usage": await accounts.quotas.report(user.id, user.tier),
         "auth": {"via": principal.via, "expires_at": principal.expires_at},
     }
 
 
-def _limits(settings: Settings, tier: str) -> dict[str, int | None]:
-    limits = settings.tiers.get(tier) or settings.tiers["free"]
-    images = getattr(settings.image_generation.rate_limits, tier, settings.image_generation.rate_limits.free)
+def _limits(accounts: Accounts, tier: str) -> dict[str, int | None]:
+    tier_limits = accounts.settings.tiers.get(tier) or accounts.settings.tiers["free"]
 
     def unlimited(value: int) -> int | None:
         return None if value < 0 else value
 
     return {
-        "requests_per_minute": unlimited(limits.requests_per_minute),
-        "images_per_day": unlimited(images),
-        "research_per_day": unlimited(limits.research_per_day),
+        "requests_per_minute": unlimited(tier_limits.requests_per_minute),
+        "images_per_day": unlimited(accounts.quotas.limit_for(tier, "images")),
+        "research_per_day": unlimited(accounts.quotas.limit_for(tier, "research")),
     }
 
 
