@@ -1,9 +1,11 @@
-"""`make bench`: the engine-overhead benchmark always, the full-size CPU benchmark unless --quick.
+"""`make bench`: the engine-overhead and the authenticated-API benchmarks always, the full-size CPU
+benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
 prints its tables and writes bench/out/<name>.json; this script then prints a summary against the
 issue's goals and writes bench/out/summary.json. gpu_bench.py is not run here: it needs a CUDA
-machine (see bench/README.md). Missed goals are reported, not failures; a crashed benchmark is.
+machine (see bench/README.md). Missed goals are reported, not failures; a crashed benchmark is
+(auth_bench.py also fails when any authenticated response was not a 200).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ QUICK_CASES = "512x1,512x4,1024x1"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="engine overhead only, 2 repeats, without 1024² ×4 (~10 min)"
+        "--quick",
+        action="store_true",
+        help="engine overhead (2 repeats, without 1024² ×4) and auth_bench --quick; no cpu_full (~10 min)",
+    )
+    parser.add_argument(
+        "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
@@ -123,11 +130,53 @@ def cpu_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def auth_rows(data: dict[str, Any]) -> list[list[str]]:
+    result = data["verdict"]
+    paired = result["paired_ratio"]
+    rows = [
+        [
+            "authenticated GET /api/v1/me / bare GET /healthz (req/s, one worker)",
+            f"{result['ratio_of_medians']:.3f} (paired {paired['median']:.3f} "
+            f"[{paired['min']:.3f}–{paired['max']:.3f}]; wrk {data['wrk']})",
+            f"≥ {result['goal_ratio']:.2f}",
+            "met" if result["ratio_met"] else "missed",
+        ],
+        [
+            "authenticated GET /api/v1/me requests/s (one worker)",
+            f"{result['auth_requests_per_s']:,.0f} (bare {result['bare_requests_per_s']:,.0f})",
+            f"≥ {result['goal_requests_per_s']:,.0f}",
+            "met" if result["rps_met"] else "missed",
+        ],
+    ]
+    if "auth_over_trivial" in result:
+        rows.append(
+            [
+                "authenticated /me / a trivial async FastAPI endpoint",
+                f"{result['auth_over_trivial']:.3f} (/healthz: {result['bare_over_trivial']:.3f})",
+                "info",
+                "–",
+            ]
+        )
+    if "whatif_auth_requests_per_s" in result:
+        rows.append(
+            [
+                "what-if /me req/s: async auth dependencies + quota report in one MGET",
+                f"{result['whatif_auth_requests_per_s']:,.0f} "
+                f"({result['whatif_auth_over_auth']:.2f}× as shipped)",
+                "info",
+                "–",
+            ]
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
     overhead_args = ["--repeats", str(repeats), *(["--cases", QUICK_CASES] if args.quick else [])]
     ok = {"engine_overhead": run_script("engine_overhead", overhead_args)}
+    if not args.no_auth:
+        ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -135,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overhead = read_json("engine_overhead")
     if ok["engine_overhead"] and overhead:
         rows += overhead_rows(overhead)
+    auth = read_json("auth_bench")
+    if ok.get("auth_bench") and auth and "verdict" in auth:
+        rows += auth_rows(auth)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

@@ -155,3 +155,24 @@ def _log_recorder_attached() -> None:
         root.addHandler(_RECORDER)
     if root.level > logging.INFO:
         root.setLevel(logging.INFO)
+
+
+def auth_headers(client: object, identifier: str = "ada@example.com", tier: str = "free") -> dict[str, str]:
+    """Create a user in the app's database and start a session for it through the app's own
+    SessionService: for tests whose subject is not signing in (that is tested end to end elsewhere)."""
+    from fastapi.testclient import TestClient
+
+    from fimum_ai.accounts.identifiers import parse_identifier
+    from fimum_ai.accounts.users import create_user, find_by_identifier
+
+    assert isinstance(client, TestClient)
+    accounts = client.app.state.accounts  # type: ignore[attr-defined]
+    with accounts.db.session() as session, session.begin():
+        user = find_by_identifier(session, parse_identifier(identifier))
+        if user is None:
+            user = create_user(session, parse_identifier(identifier), tier=tier)
+        user_id = user.id
+    pair = client.portal.call(accounts.sessions.start, user_id)  # type: ignore[union-attr]
+    remember_secret(pair.access_token)
+    remember_secret(pair.refresh_token)
+    return {"Authorization": f"Bearer {pair.access_token}"}

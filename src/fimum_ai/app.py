@@ -22,6 +22,8 @@ from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError
 from fimum_ai.images import routes as image_routes
 from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
+from fimum_ai.images.service import ImageService
+from fimum_ai.images.uploads import MAX_EDIT_BODY_BYTES, BodySizeLimitMiddleware
 from fimum_ai.limits import RateLimitMiddleware
 from fimum_ai.settings import Settings
 
@@ -63,12 +65,14 @@ def create_app(settings: Settings) -> FastAPI:
     provider = EngineProvider(settings)
     database = Database(settings)
     accounts = Accounts(settings, database)
+    images = ImageService(settings, database, provider, accounts.quotas)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Migrations run on every start (idempotent; replicas take turns on PostgreSQL).
         await asyncio.to_thread(upgrade, database.engine, settings.database_schema)
         await accounts.start()
+        await images.start()
         models = provider.models()
         if models is None:
             log.warning("no image model installed; image requests will return 503 model_not_installed")
@@ -77,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await images.stop()
             await accounts.stop()
             provider.close()
             database.dispose()
@@ -91,15 +96,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine_provider = provider
     app.state.database = database
     app.state.accounts = accounts
+    app.state.images = images
     _install_error_handlers(app)
     # Starlette runs the last added middleware first: authenticate, then rate-limit per user.
     app.add_middleware(RateLimitMiddleware, limiter=accounts.limiter, settings=settings)
     app.add_middleware(AuthMiddleware, accounts=accounts)
+    # Outermost: an oversized upload is refused before any other work (413, body never read whole).
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_EDIT_BODY_BYTES)
     app.include_router(account_routes.router)
     app.include_router(image_routes.router)
+    app.include_router(image_routes.gallery)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,

@@ -291,6 +291,10 @@ class QuotaStore(Protocol):
 
     async def used(self, user_id: str, kind: str, day: date) -> int: ...
 
+    async def used_many(self, user_id: str, kinds: tuple[str, ...], day: date) -> dict[str, int]:
+        """Every kind's counter in one round trip (GET /api/v1/me reads them all)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -308,6 +312,17 @@ class DatabaseQuotaStore:
 
     async def used(self, user_id: str, kind: str, day: date) -> int:
         return await anyio.to_thread.run_sync(self._used, user_id, kind, day)
+
+    async def used_many(self, user_id: str, kinds: tuple[str, ...], day: date) -> dict[str, int]:
+        return await anyio.to_thread.run_sync(self._used_many, user_id, kinds, day)
+
+    def _used_many(self, user_id: str, kinds: tuple[str, ...], day: date) -> dict[str, int]:
+        query = select(QuotaUsage.kind, QuotaUsage.used).where(
+            QuotaUsage.user_id == user_id, QuotaUsage.day == day, QuotaUsage.kind.in_(kinds)
+        )
+        with self.database.engine.connect() as connection:
+            found = {kind: used for kind, used in connection.execute(query)}
+        return {kind: int(found.get(kind, 0)) for kind in kinds}
 
     async def aclose(self) -> None:
         """The database belongs to the app; nothing to close here."""
@@ -402,6 +417,10 @@ class RedisQuotaStore:
     async def used(self, user_id: str, kind: str, day: date) -> int:
         return int(await self.client.get(self._key(user_id, kind, day)) or 0)
 
+    async def used_many(self, user_id: str, kinds: tuple[str, ...], day: date) -> dict[str, int]:
+        values = await self.client.mget([self._key(user_id, kind, day) for kind in kinds])
+        return {kind: int(value or 0) for kind, value in zip(kinds, values, strict=True)}
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -487,9 +506,10 @@ class QuotaService:
     async def report(self, user_id: str, tier: str) -> dict[str, QuotaReport]:
         day = _today()
         reports: dict[str, QuotaReport] = {}
+        counted = await self.store.used_many(user_id, QUOTA_KINDS, day)
         for kind in QUOTA_KINDS:
             limit = self.limit_for(tier, kind)
-            used = await self.store.used(user_id, kind, day)
+            used = counted[kind]
             unlimited = limit < 0
             reports[kind] = QuotaReport(
                 limit=None if unlimited else limit,

@@ -19,6 +19,7 @@ from PIL import Image
 
 from fimum_ai.app import create_app
 from fimum_ai.settings import load_settings
+from tests.conftest import auth_headers
 
 FIMUM = str(Path(sys.executable).with_name("fimum"))
 
@@ -43,7 +44,8 @@ def test_healthz_without_models(client: TestClient) -> None:
 
 
 def test_image_request_without_model_is_a_clear_503(client: TestClient) -> None:
-    response = client.post("/api/v1/image/generate", json={"prompt": "a lighthouse"})
+    headers = auth_headers(client)
+    response = client.post("/api/v1/image/generate", json={"prompt": "a lighthouse"}, headers=headers)
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "model_not_installed"
@@ -65,7 +67,7 @@ def test_image_request_without_model_is_a_clear_503(client: TestClient) -> None:
     ],
 )
 def test_invalid_generate_bodies_get_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
-    response = client.post("/api/v1/image/generate", json=body)
+    response = client.post("/api/v1/image/generate", json=body, headers=auth_headers(client))
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "validation_error"
@@ -80,7 +82,8 @@ def test_unknown_route_is_json_404(client: TestClient) -> None:
 
 
 def test_presets_are_listed_from_config(client: TestClient) -> None:
-    names = {p["name"] for p in client.get("/api/v1/image/presets").json()["items"]}
+    items = client.get("/api/v1/image/presets", headers=auth_headers(client)).json()["items"]
+    names = {p["name"] for p in items}
     expected = {"photorealistic", "anime", "artistic", "technical-diagram", "logo", "sketch", "cinematic"}
     assert names == expected
 
@@ -91,6 +94,7 @@ def test_generate_with_the_demo_model(with_tiny_models: Path) -> None:
         response = client.post(
             "/api/v1/image/generate",
             json={"prompt": "a lighthouse", "width": 512, "height": 512, "steps": 20, "seed": 7},
+            headers=auth_headers(client),
         )
     assert response.status_code == 200, response.text
     body = response.json()

@@ -46,16 +46,19 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread pool,
+# which cost ~150 µs per hop on every authenticated request (bench/RESULTS.md, auth benchmark).
+
 # Declares the scheme in OpenAPI (the Authorize button in /docs); the middleware does the work.
 _bearer_scheme = HTTPBearer(auto_error=False, description="An access token or a personal API key (fim_...)")
 
 
-def get_accounts(request: Request) -> Accounts:
+async def get_accounts(request: Request) -> Accounts:
     accounts: Accounts = request.app.state.accounts
     return accounts
 
 
-def current_principal(
+async def current_principal(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
 ) -> Principal:
     principal = getattr(request.state, "principal", None)
@@ -67,7 +70,7 @@ def current_principal(
     raise NotAuthenticated("sign in first: send an access token or API key as 'Authorization: Bearer ...'")
 
 
-def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden("administrators only")
     return principal

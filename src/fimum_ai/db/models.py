@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fimum_ai.db.base import Base, UtcDateTime, new_id, utcnow
@@ -92,3 +93,56 @@ class QuotaUsage(Base):
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     used: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ImageJob(Base):
+    """One image request (1-8 images), queued until a worker takes it. The queue itself in embedded
+    mode: a restart finds queued jobs here and runs them."""
+
+    __tablename__ = "image_jobs"
+    __table_args__ = (Index("ix_image_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    tier: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher runs first (tier order)
+    kind: Mapped[str] = mapped_column(String(16))  # generate | edit | outpaint | upscale
+    # queued | running | completed | failed | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the validated request (prompt included)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # stored input files (edits)
+    batch_size: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    image_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    quota_day: Mapped[date | None] = mapped_column(Date)  # the reservation to refund on failure
+    quota_n: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(100))
+
+
+class StoredImage(Base):
+    """An image in a user's gallery; the files live under data/images/{user}/{yyyy}/{mm}/."""
+
+    __tablename__ = "images"
+    __table_args__ = (Index("ix_images_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    mode: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    model_version: Mapped[str] = mapped_column(String(80))
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON)  # ImageMetadata (prompt included)
+    original_path: Mapped[str] = mapped_column(String(300))  # relative to data_dir
+    thumbnail_path: Mapped[str] = mapped_column(String(300))
+    metadata_path: Mapped[str] = mapped_column(String(300))
+    source_path: Mapped[str | None] = mapped_column(String(300))  # the kept input (preserve_original)
+    phash: Mapped[str | None] = mapped_column(String(16), index=True)
+    duplicate_of: Mapped[str | None] = mapped_column(String(36))

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -77,3 +78,43 @@ def save_with_sidecar(image: Image.Image, meta: ImageMetadata, png_path: Path) -
     json_path = png_path.with_suffix(".json")
     write_atomic(json_path, json.dumps(meta.model_dump(mode="json"), indent=2).encode())
     return json_path
+
+
+class ImageStore:
+    """The gallery on disk: data/images/{user}/{yyyy}/{mm}/{id}_original.png, {id}_thumbnail.jpg and
+    {id}_metadata.json. One metadata file per image (not one per folder, as the spec sketches):
+    many workers write at once, and a file of its own is written atomically without any lock.
+    The database row (db.StoredImage) indexes it; paths in it are relative to data_dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def path(self, relative: str) -> Path:
+        return self.data_dir / relative
+
+    def write(self, user_id: str, image_id: str, image: Image.Image, meta: ImageMetadata) -> StoredFiles:
+        created = meta.created_at[:7].split("-")  # "2026-11-25T..." -> ["2026", "11"]
+        folder = Path("images") / user_id / created[0] / created[1]
+        files = StoredFiles(
+            original=str(folder / f"{image_id}_original.png"),
+            thumbnail=str(folder / f"{image_id}_thumbnail.jpg"),
+            metadata=str(folder / f"{image_id}_metadata.json"),
+        )
+        # Metadata last: a crash in between leaves files that no row points to (swept by retention),
+        # never a row that points to a missing or half-written file.
+        write_atomic(self.path(files.original), png_bytes(image, meta, compress_level=1))
+        write_atomic(self.path(files.thumbnail), thumbnail_jpeg(image))
+        write_atomic(self.path(files.metadata), json.dumps(meta.model_dump(mode="json"), indent=2).encode())
+        return files
+
+    def delete(self, *relatives: str | None) -> None:
+        for relative in relatives:
+            if relative:
+                self.path(relative).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFiles:
+    original: str
+    thumbnail: str
+    metadata: str
