@@ -20,6 +20,7 @@ from fimum_ai.accounts.auth import AuthMiddleware
 from fimum_ai.accounts.service import Accounts
 from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError
+from fimum_ai.images import openai_compat as openai_images
 from fimum_ai.images import routes as image_routes
 from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
 from fimum_ai.images.service import ImageService
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(account_routes.router)
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
+    app.include_router(openai_images.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
     async def healthz() -> dict[str, Any]:

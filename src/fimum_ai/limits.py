@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -123,6 +125,127 @@ def _window_name(item: RateLimitItem) -> str:
     return name if item.multiples == 1 else f"{item.multiples} {name}s"
 
 
+@dataclass(slots=True)
+class _Window:
+    end: float  # epoch seconds
+    total: int  # the shared count at the last sync
+    pending: int  # admitted here since the last sync
+    expiry: int  # the window's length in seconds
+    synced_at: float = 0.0  # time.monotonic() of the last exchange with Redis
+
+
+class SyncedCounter:
+    """The per-request limit in distributed mode, without a Redis round trip per request.
+
+    Each API process counts locally and, every `interval_s`, adds its counts to the shared Redis
+    counters and learns the totals (one pipelined round trip for all keys). A request is admitted
+    while (shared total at the last sync + what this process admitted since) stays within the limit.
+    The price: within one interval replicas do not see each other's requests, so a client spreading
+    requests over N replicas can pass the limit by what N-1 replicas admit in 50 ms. Exact limits
+    (the 3 code requests per 15 minutes) keep using `RateLimiter.hit`, one round trip each.
+    If Redis is unreachable, each process goes on limiting with its own counts.
+    """
+
+    def __init__(self, redis_url: str, prefix: str, interval_s: float = 0.05) -> None:
+        self._redis = redis.asyncio.Redis.from_url(redis_url)
+        self._prefix = prefix
+        self._interval_s = interval_s
+        self._windows: dict[str, _Window] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_failure_log = 0.0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="rate-limit-sync")
+
+    async def hit(self, key: str, item: RateLimitItem) -> RateState:
+        """Local when this process knows the key's current window; else one round trip to join it."""
+        now = time.time()
+        storage_key = self._prefix + item.key_for(key)
+        window = self._windows.get(storage_key)
+        idle = window is not None and time.monotonic() - window.synced_at > 2 * self._interval_s
+        if window is None or window.end <= now or idle:
+            # Unknown, over, or idle long enough that other replicas may have moved on: ask Redis.
+            window = await self._join(storage_key, item, window if window and window.end > now else None)
+            return RateState(
+                window.total <= item.amount, item.amount, max(0, item.amount - window.total), window.end
+            )
+        count = window.total + window.pending + 1
+        if count > item.amount:
+            return RateState(False, item.amount, 0, window.end)
+        window.pending += 1
+        return RateState(True, item.amount, item.amount - count, window.end)
+
+    async def _join(self, storage_key: str, item: RateLimitItem, current: _Window | None) -> _Window:
+        """Count this hit (and any not yet synced) in Redis; learn the shared total and window end."""
+        expiry = item.get_expiry()
+        unsent = current.pending if current is not None else 0
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(storage_key, unsent + 1)
+                pipe.expire(storage_key, expiry, nx=True)
+                pipe.pttl(storage_key)
+                total, _, pttl = await pipe.execute()
+            end = time.time() + (pttl / 1000 if pttl and pttl > 0 else expiry)
+            window = _Window(end, int(total), 0, expiry, time.monotonic())
+        except Exception:
+            self._log_failure()
+            if current is not None:  # Redis away: go on counting locally
+                current.pending += 1
+                current.synced_at = time.monotonic()
+                return current
+            window = _Window(time.time() + expiry, 0, 1, expiry, time.monotonic())
+        self._windows[storage_key] = window
+        return window
+
+    def _log_failure(self) -> None:
+        if time.monotonic() - self._last_failure_log > 10:
+            self._last_failure_log = time.monotonic()
+            logger.warning("rate limit sync with Redis failed; limiting locally", exc_info=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log_failure()
+
+    async def sync(self) -> None:
+        now = time.time()
+        for stale in [k for k, w in self._windows.items() if w.end <= now and w.pending == 0]:
+            del self._windows[stale]
+        batch = [(k, w, w.pending) for k, w in self._windows.items() if w.pending > 0]
+        if not batch:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, window, sent in batch:
+                pipe.incrby(key, sent)
+                pipe.expire(key, window.expiry, nx=True)
+                pipe.pttl(key)
+            results = await pipe.execute()
+        now = time.time()
+        synced_at = time.monotonic()
+        for (_, window, sent), total, pttl in zip(batch, results[::3], results[2::3], strict=True):
+            window.pending -= sent
+            window.total = int(total)
+            window.synced_at = synced_at
+            if pttl and pttl > 0:
+                window.end = now + pttl / 1000
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.sync()  # hand over what was counted
+        await self._redis.aclose()
+
+
 class RateLimiter:
     """Fixed windows: a window opens at a key's first hit and lasts the rate's period.
 
@@ -135,8 +258,10 @@ class RateLimiter:
     window (as in the library's fixed window), which changes nothing for cost=1.
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, synced: SyncedCounter | None = None) -> None:
         self.storage = storage
+        # Distributed mode's per-request limit (see SyncedCounter); None: every hit goes to storage.
+        self.synced = synced
         self._parsed: dict[str, RateLimitItem | None] = {}
         self._resets: dict[str, float] = {}  # storage key -> end of its window (epoch seconds)
         self._prune_at = 10_000
@@ -147,11 +272,10 @@ class RateLimiter:
             url = settings.redis_url
             if url.startswith("unix://"):
                 url = "redis+" + url
-            return cls(
-                RedisStorage(
-                    "async+" + url, implementation="redispy", key_prefix=settings.redis_prefix + "rl"
-                )
+            storage = RedisStorage(
+                "async+" + url, implementation="redispy", key_prefix=settings.redis_prefix + "rl"
             )
+            return cls(storage, SyncedCounter(settings.redis_url, settings.redis_prefix + "rls:"))
         return cls(MemoryStorage())
 
     def item(self, rate: str | RateLimitItem | None) -> RateLimitItem | None:
@@ -201,7 +325,19 @@ class RateLimiter:
             self._resets.pop(item.key_for(key), None)
             await self.storage.clear(item.key_for(key))
 
+    async def start(self) -> None:
+        if self.synced is not None:
+            await self.synced.start()
+
+    async def hit_request(self, key: str, item: RateLimitItem) -> RateState:
+        """The per-request limit: the synced counter when there is one (no round trip), else `hit`."""
+        if self.synced is not None:
+            return await self.synced.hit(key, item)
+        return await self.hit(key, item)
+
     async def aclose(self) -> None:
+        if self.synced is not None:
+            await self.synced.aclose()
         if isinstance(self.storage, RedisStorage):
             client: Any = getattr(self.storage.bridge, "storage", None)  # the library keeps no close()
             if client is not None:
@@ -229,7 +365,7 @@ class RateLimitMiddleware:
         self._last_failure_log = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith(("/api/", "/v1/")):
             await self.app(scope, receive, send)
             return
         principal = scope.get("state", {}).get("principal")
@@ -244,7 +380,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            state = await self.limiter.hit(key, item)
+            state = await self.limiter.hit_request(key, item)
         except Exception:
             if time.monotonic() - self._last_failure_log > 10:
                 self._last_failure_log = time.monotonic()
@@ -461,6 +597,9 @@ class QuotaService:
         self.store = store
         self.settings = settings
         self._warned: set[str] = set()
+        # user id -> (valid until, day, counters): GET /api/v1/me shows counters up to 1 s old;
+        # reservations never use this (they are atomic in the store).
+        self._reported: dict[str, tuple[float, date, dict[str, int]]] = {}
 
     def limit_for(self, tier: str, kind: str) -> int:
         """The daily limit of a tier for a kind; -1 means unlimited. Unknown tiers count as free."""
@@ -491,6 +630,7 @@ class QuotaService:
         day = _today()
         if limit < 0:
             return Reservation(kind, n, day, counted=False)
+        self._reported.pop(user_id, None)
         granted, used = await self.store.reserve(user_id, kind, day, n, limit)
         if not granted:
             raise QuotaExceeded(
@@ -501,12 +641,20 @@ class QuotaService:
     async def refund(self, user_id: str, reservation: Reservation) -> None:
         """Give back a reservation (e.g. the job failed), on the day it was made."""
         if reservation.counted:
+            self._reported.pop(user_id, None)
             await self.store.refund(user_id, reservation.kind, reservation.day, reservation.n)
 
     async def report(self, user_id: str, tier: str) -> dict[str, QuotaReport]:
         day = _today()
         reports: dict[str, QuotaReport] = {}
-        counted = await self.store.used_many(user_id, QUOTA_KINDS, day)
+        cached = self._reported.get(user_id)
+        if cached is not None and cached[0] > time.monotonic() and cached[1] == day:
+            counted = cached[2]
+        else:
+            counted = await self.store.used_many(user_id, QUOTA_KINDS, day)
+            if len(self._reported) > 100_000:
+                self._reported.clear()
+            self._reported[user_id] = (time.monotonic() + 1.0, day, counted)
         for kind in QUOTA_KINDS:
             limit = self.limit_for(tier, kind)
             used = counted[kind]

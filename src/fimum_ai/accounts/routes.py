@@ -176,7 +176,15 @@ async def me(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
         "user": user.public(),
         "tier": user.tier,
         "limits": _limits(accounts, user.tier),
-        "usage": await accounts.quotas.report(user.id, user.tier),
+        "usage": {
+            kind: {
+                "limit": report.limit,
+                "used": report.used,
+                "remaining": report.remaining,
+                "resets_at": report.resets_at.isoformat(),
+            }
+            for kind, report in (await accounts.quotas.report(user.id, user.tier)).items()
+        },
         "auth": {"via": principal.via, "expires_at": principal.expires_at},
     }
 

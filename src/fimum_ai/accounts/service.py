@@ -50,6 +50,7 @@ class Accounts:
 
     async def start(self) -> None:
         await self.revocation.start()
+        await self.limiter.start()
         await self.dispatcher.start()
 
     async def stop(self) -> None:

@@ -18,19 +18,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from PIL import Image
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select, update
 
 from fimum_ai.db import Database, ImageJob, StoredImage
 from fimum_ai.errors import FimumError, GenerationCancelled, InvalidInput
+from fimum_ai.images.cache import DUPLICATE_DISTANCE, ResultCache, hash_distance, perceptual_hash
 from fimum_ai.images.events import EventBus, JobEvent
 from fimum_ai.images.progress import CancelToken, ProgressEvent
 from fimum_ai.images.provider import EngineProvider
-from fimum_ai.images.requests import GenerateParams
+from fimum_ai.images.requests import EditParams, GenerateParams, OutpaintParams, UpscaleParams
 from fimum_ai.images.results import GenerationResult
-from fimum_ai.images.storage import ImageStore
+from fimum_ai.images.safety import SafetyService
+from fimum_ai.images.storage import ImageStore, preserved_from_json
 from fimum_ai.limits import QuotaService, Reservation
 
 log = logging.getLogger(__name__)
+JOBS = Counter("fimum_image_jobs", "Image jobs that ended, by kind and status.", ["kind", "status"])
+JOB_SECONDS = Histogram(
+    "fimum_image_job_seconds",
+    "Wall time of image jobs from start to end, by kind.",
+    ["kind"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+QUEUE_DEPTH = Gauge("fimum_image_queue_depth", "Image jobs waiting in the queue.")
 
 TIER_PRIORITY = {"enterprise": 30, "pro": 20, "free": 10}
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is retried once
@@ -80,9 +92,14 @@ class LocalJobQueue:
         store: ImageStore,
         bus: EventBus,
         quotas: QuotaService,
+        safety: SafetyService,
+        cache: ResultCache | None = None,
         *,
         name: str = "local",
     ) -> None:
+        self._safety = safety
+        self._cache = cache
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._db = database
         self._provider = provider
         self._store = store
@@ -97,7 +114,8 @@ class LocalJobQueue:
         self._refund: Callable[[ImageJob], None] = lambda job: None
 
     async def start(self) -> None:
-        self._refund = QuotaRefunder(self._quotas, asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        self._refund = QuotaRefunder(self._quotas, self._loop)
         await asyncio.to_thread(self._recover)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._work, name=f"image-worker-{self._name}", daemon=True)
@@ -150,6 +168,7 @@ class LocalJobQueue:
 
     def _claim_next(self) -> ImageJob | None:
         with self._db.session() as session, session.begin():
+            QUEUE_DEPTH.set(session.scalar(select(func.count()).where(ImageJob.status == "queued")) or 0)
             top = session.scalar(select(func.max(ImageJob.priority)).where(ImageJob.status == "queued"))
             if top is None:
                 return None
@@ -199,14 +218,14 @@ class LocalJobQueue:
                 if row is not None:
                     row.image_ids = image_ids
                     self._finish(row, "completed", None, None)
+            self._remember(job, image_ids)
             self._bus.publish(JobEvent(job.id, "completed", {"images": image_ids}))
         finally:
             self._running.pop(job.id, None)
+            if self._status(job.id) != "queued":
+                self._store.delete(*(job.inputs or {}).get("files", []))
 
     def _generate(self, job: ImageJob, token: CancelToken) -> GenerationResult:
-        if job.kind != "generate":
-            raise InvalidInput(f"job kind {job.kind!r} is not supported yet")
-        params = GenerateParams.model_validate(job.params)
         engine = self._provider.get()
         started = time.monotonic()
 
@@ -222,27 +241,83 @@ class LocalJobQueue:
                 data["preview"] = base64.b64encode(event.preview_jpeg).decode()
             self._bus.publish(JobEvent(job.id, "progress", data))
 
-        return engine.text_to_image(params, progress=on_progress, cancel=token)
+        if job.kind == "generate":
+            return engine.text_to_image(
+                GenerateParams.model_validate(job.params), progress=on_progress, cancel=token
+            )
+        image = self._input(job, "image")
+        if image is None:
+            raise InvalidInput("the job's input image is missing")
+        if job.kind == "edit":
+            params = EditParams.model_validate(job.params)
+            mask = self._input(job, "mask")
+            if mask is not None:
+                return engine.inpaint(image, mask, params, progress=on_progress, cancel=token)
+            return engine.image_to_image(image, params, progress=on_progress, cancel=token)
+        if job.kind == "outpaint":
+            return engine.outpaint(
+                image, OutpaintParams.model_validate(job.params), progress=on_progress, cancel=token
+            )
+        if job.kind == "upscale":
+            return engine.upscale(
+                image, UpscaleParams.model_validate(job.params), progress=on_progress, cancel=token
+            )
+        raise InvalidInput(f"unknown job kind {job.kind!r}")
+
+    def _input(self, job: ImageJob, name: str) -> Image.Image | None:
+        relative = (job.inputs or {}).get(name)
+        if not relative:
+            return None
+        with Image.open(self._store.path(relative)) as opened:
+            return opened.convert("L" if name == "mask" else "RGB")
 
     def _save(self, job: ImageJob, result: GenerationResult) -> list[str]:
+        # Every image is checked before anything is stored: a blocked batch leaves nothing behind.
+        for image in result.images:
+            self._safety.check_image(job.user_id, image)
+        inputs = job.inputs or {}
+        preserved = preserved_from_json(inputs["preserved"]) if inputs.get("preserved") else None
+        source = self._store.path(inputs["image"]) if preserved is not None else None
         ids: list[str] = []
         rows: list[StoredImage] = []
         for image, meta in zip(result.images, result.metadata, strict=True):
-            row = StoredImage(user_id=job.user_id, job_id=job.id, mode=meta.mode, width=meta.width)
-            row.id = _new_id()
-            files = self._store.write(job.user_id, row.id, image, meta)
-            row.height, row.seed, row.model_version = meta.height, meta.seed, meta.model_version
-            row.metadata_json = meta.model_dump(mode="json")
-            row.original_path, row.thumbnail_path, row.metadata_path = (
-                files.original,
-                files.thumbnail,
-                files.metadata,
+            row = StoredImage(
+                id=_new_id(), user_id=job.user_id, job_id=job.id, mode=meta.mode, width=meta.width
             )
+            row.height, row.seed, row.model_version = meta.height, meta.seed, meta.model_version
+            row.phash = perceptual_hash(image)
+            twin = self._duplicate(job.user_id, row.phash, rows)
+            row.metadata_json = meta.model_dump(mode="json")
+            if twin is not None:
+                # The same picture again: point at its files; only the metadata is new.
+                row.duplicate_of = twin.duplicate_of or twin.id
+                row.metadata_json["duplicate_of"] = row.duplicate_of
+                row.original_path, row.thumbnail_path = twin.original_path, twin.thumbnail_path
+                row.metadata_path = self._store.write_metadata(
+                    job.user_id, row.id, row.metadata_json, meta.created_at
+                )
+            else:
+                files = self._store.write(job.user_id, row.id, image, meta, preserved, source)
+                row.original_path, row.thumbnail_path = files.original, files.thumbnail
+                row.metadata_path, row.source_path = files.metadata, files.source
             rows.append(row)
             ids.append(row.id)
         with self._db.session() as session, session.begin():
             session.add_all(rows)
         return ids
+
+    def _remember(self, job: ImageJob, image_ids: list[str]) -> None:
+        key = (job.inputs or {}).get("cache_key")
+        if key and self._cache is not None and self._loop is not None:
+            future = asyncio.run_coroutine_threadsafe(self._cache.put(key, image_ids), self._loop)
+            try:
+                future.result(timeout=10)
+            except Exception:
+                log.warning("could not store a result in the cache", exc_info=True, extra={"job_id": job.id})
+
+    def _status(self, job_id: str) -> str | None:
+        with self._db.session() as session:
+            return session.scalar(select(ImageJob.status).where(ImageJob.id == job_id))
 
     def _requeue(self, job: ImageJob) -> None:
         with self._db.session() as session, session.begin():
@@ -252,6 +327,20 @@ class LocalJobQueue:
                 .values(status="queued", started_at=None, worker=None, attempts=ImageJob.attempts - 1)
             )
         log.info("image job put back in the queue at shutdown", extra={"job_id": job.id})
+
+    def _duplicate(self, user_id: str, phash: str, fresh: list[StoredImage]) -> StoredImage | None:
+        """This user's most recent near-identical image (pHash distance <= DUPLICATE_DISTANCE)."""
+        with self._db.session() as session:
+            recent = session.scalars(
+                select(StoredImage)
+                .where(StoredImage.user_id == user_id, StoredImage.phash.is_not(None))
+                .order_by(StoredImage.created_at.desc())
+                .limit(500)
+            ).all()
+        for candidate in [*reversed(fresh), *recent]:
+            if candidate.phash and hash_distance(candidate.phash, phash) <= DUPLICATE_DISTANCE:
+                return candidate
+        return None
 
     def _end(self, job: ImageJob, status: str, code: str, message: str) -> None:
         with self._db.session() as session, session.begin():
@@ -267,6 +356,9 @@ class LocalJobQueue:
 
     @staticmethod
     def _finish(job: ImageJob, status: str, code: str | None, message: str | None) -> None:
+        JOBS.labels(job.kind, status).inc()
+        if job.started_at is not None:
+            JOB_SECONDS.labels(job.kind).observe((datetime.now(UTC) - job.started_at).total_seconds())
         job.status = status
         job.finished_at = datetime.now(UTC)
         job.error_code, job.error_message = code, message

@@ -141,3 +141,6 @@ def resolve(params: _Common, config: ImageGenerationConfig) -> Resolved:
         batch_size=params.batch_size,
         style_preset=params.style_preset,
     )
+
+
+CommonParams = _Common  # the public name for every diffusion mode's shared fields

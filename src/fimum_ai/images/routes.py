@@ -9,24 +9,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from PIL import Image
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.accounts.principal import Principal
-from fimum_ai.errors import FimumError, GenerationCancelled, NotAuthenticated, NotFound
+from fimum_ai.errors import FimumError, GenerationCancelled, InvalidInput, NotAuthenticated, NotFound
+from fimum_ai.images import uploads
 from fimum_ai.images.events import JobEvent
 from fimum_ai.images.provider import EngineProvider
-from fimum_ai.images.requests import GenerateParams
+from fimum_ai.images.requests import EditParams, GenerateParams, OutpaintParams, UpscaleParams
 from fimum_ai.images.service import ImageService
 from fimum_ai.settings import Settings
 
 router = APIRouter(prefix="/api/v1/image", tags=["images"])
+R = TypeVar("R", bound=BaseModel)
 
 
 async def get_provider(request: Request) -> EngineProvider:
@@ -87,7 +92,7 @@ _STATUS_OF_CODE = {
 }
 
 
-def _job_error(event: JobEvent) -> FimumError:
+def job_error(event: JobEvent) -> FimumError:
     if event.type == "cancelled":
         return GenerationCancelled("the job was cancelled")
     error = FimumError(str(event.data.get("message", "the job failed")))
@@ -111,12 +116,19 @@ async def generate(
     body: GenerateRequest, principal: CurrentUser, images: Images, request: Request, response: Response
 ) -> dict[str, Any]:
     job = await images.submit_generate(principal, body.params())
-    if body.run_async or "respond-async" in request.headers.get("prefer", ""):
+    return await _answer(images, job, body.run_async, request, response)
+
+
+async def _answer(
+    images: ImageService, job: dict[str, Any], run_async: bool, request: Request, response: Response
+) -> dict[str, Any]:
+    """202 with the job, or wait for it and answer with the images (FR-IMG-008)."""
+    if run_async or "respond-async" in request.headers.get("prefer", ""):
         response.status_code = 202
         return job
     event = await images.wait(job["id"])
     if event.type != "completed":
-        raise _job_error(event)
+        raise job_error(event)
     stored = await images.images(list(event.data["images"]), with_data=True)
     keys = ("id", "image_base64", "thumbnail_base64", "url", "thumbnail_url", "seed", "metadata")
     return {
@@ -125,6 +137,178 @@ async def generate(
         "images": [{k: item[k] for k in keys} for item in stored],
         "metadata": stored[0]["metadata"] if stored else {},
     }
+
+
+class _WithImage(BaseModel):
+    image_base64: str | None = Field(
+        None, description="The input image: PNG, JPEG or WebP, base64 (a data: URL works too), at most 10 MB."
+    )
+    run_async: bool = Field(False, alias="async", description="Answer 202 with the job at once.")
+
+
+class EditRequest(EditParams, _WithImage):
+    """Image-to-image; with a mask, inpainting (white = repaint). FR-IMG-005/006."""
+
+    mask_base64: str | None = Field(None, description="Optional mask (white = repaint), same size or aspect.")
+    preserve_original: bool = Field(
+        False,
+        description="Keep the input's EXIF/ICC/text (minus GPS) on the result, and the input beside it.",
+    )
+
+
+class OutpaintRequest(OutpaintParams, _WithImage):
+    """Extend the canvas by the given pixels per side and fill the new area."""
+
+
+class UpscaleRequest(UpscaleParams, _WithImage):
+    """x4 (or x2) upscaling with the SD x4 upscaler, tiled."""
+
+
+_FILE_FIELDS = ("image", "mask")
+
+
+async def _read_body(request: Request, model: type[R]) -> tuple[R, dict[str, bytes]]:
+    """JSON, or multipart/form-data with the same fields (the image and mask also as file parts)."""
+    content_type = request.headers.get("content-type", "")
+    files: dict[str, bytes] = {}
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_part_size=uploads.encoded_length(uploads.MAX_UPLOAD_BYTES) + 65536)
+        fields: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, StarletteUploadFile):
+                if key in _FILE_FIELDS:
+                    files[key] = await uploads.read_upload(value, field=key)
+            else:
+                fields[key] = _form_value(model, key, value)
+    elif content_type.startswith("application/json") or not content_type:
+        try:
+            fields = await request.json()
+        except ValueError:
+            raise InvalidInput("the body is not valid JSON") from None
+        if not isinstance(fields, dict):
+            raise InvalidInput("the body must be a JSON object")
+    else:
+        raise uploads.UnsupportedMediaType(
+            "send application/json or multipart/form-data", details={"content_type": content_type}
+        )
+    try:
+        body = model.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    for name in _FILE_FIELDS:
+        encoded = getattr(body, f"{name}_base64", None)
+        if name not in files and encoded:
+            files[name] = uploads.decode_base64_image(encoded, field=name)
+    if "image" not in files:
+        raise InvalidInput(
+            "image: send the image as a file part or as image_base64", details={"field": "image"}
+        )
+    return body, files
+
+
+def _form_value(model: type[BaseModel], key: str, value: str) -> Any:
+    """Form fields are text; numbers, booleans and the literal 2/4 of `scale` are JSON inside it."""
+    name = "run_async" if key == "async" else key
+    field = model.model_fields.get(name)
+    if field is None or str in (field.annotation, *get_args(field.annotation)):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+async def _load(files: dict[str, bytes]) -> tuple[uploads.UploadedImage, Image.Image | None]:
+    image = await asyncio.to_thread(uploads.load_image, files["image"], "image")
+    mask = None
+    if "mask" in files:
+        mask = await asyncio.to_thread(uploads.load_mask, files["mask"], (image.width, image.height), "mask")
+    return image, mask
+
+
+def _openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    multipart = {
+        **schema,
+        "properties": {
+            **schema.get("properties", {}),
+            "image": {"type": "string", "format": "binary", "description": "The input image as a file part."},
+        },
+    }
+    if "mask_base64" in schema.get("properties", {}):
+        multipart["properties"]["mask"] = {
+            "type": "string",
+            "format": "binary",
+            "description": "Optional mask.",
+        }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": multipart}},
+        }
+    }
+
+
+_IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Queued (with `async: true` or `Prefer: respond-async`)"},
+    400: {
+        "description": "invalid_image (corrupt, truncated, decompression bomb, mask mismatch), invalid_input"
+    },
+    413: {"description": "payload_too_large: an image over 10 MB"},
+    415: {"description": "unsupported_media_type: only PNG, JPEG and WebP"},
+    429: {"description": "rate_limited, or quota_exceeded (daily images) with Retry-After"},
+    503: {"description": "model_not_installed or gpu_out_of_memory"},
+}
+
+
+@router.post(
+    "/edit",
+    summary="Image-to-image, or inpainting with a mask (FR-IMG-005/006)",
+    openapi_extra=_openapi_body(EditRequest),
+    responses=_IMAGE_ERRORS,
+)
+async def edit(
+    principal: CurrentUser, images: Images, request: Request, response: Response
+) -> dict[str, Any]:
+    body, files = await _read_body(request, EditRequest)
+    image, mask = await _load(files)
+    params = EditParams.model_validate(body.model_dump(include=set(EditParams.model_fields)))
+    job = await images.submit(
+        principal, "edit", params, image=image, mask=mask, preserve=body.preserve_original
+    )
+    return await _answer(images, job, body.run_async, request, response)
+
+
+@router.post(
+    "/outpaint",
+    summary="Extend the canvas and fill the new area",
+    openapi_extra=_openapi_body(OutpaintRequest),
+    responses=_IMAGE_ERRORS,
+)
+async def outpaint(
+    principal: CurrentUser, images: Images, request: Request, response: Response
+) -> dict[str, Any]:
+    body, files = await _read_body(request, OutpaintRequest)
+    image, _ = await _load({"image": files["image"]})
+    params = OutpaintParams.model_validate(body.model_dump(include=set(OutpaintParams.model_fields)))
+    job = await images.submit(principal, "outpaint", params, image=image)
+    return await _answer(images, job, body.run_async, request, response)
+
+
+@router.post(
+    "/upscale",
+    summary="Upscale x2 or x4 (tiled SD x4 upscaler)",
+    openapi_extra=_openapi_body(UpscaleRequest),
+    responses=_IMAGE_ERRORS,
+)
+async def upscale(
+    principal: CurrentUser, images: Images, request: Request, response: Response
+) -> dict[str, Any]:
+    body, files = await _read_body(request, UpscaleRequest)
+    image, _ = await _load({"image": files["image"]})
+    params = UpscaleParams.model_validate(body.model_dump(include=set(UpscaleParams.model_fields)))
+    job = await images.submit(principal, "upscale", params, image=image)
+    return await _answer(images, job, body.run_async, request, response)
 
 
 @router.get("/jobs", summary="My image jobs, newest first, with queue positions")

@@ -5,26 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import io
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from PIL import Image
+from pydantic import BaseModel
 from sqlalchemy import and_, func, or_, select
 
 from fimum_ai.accounts.principal import Principal
 from fimum_ai.db import Database, ImageJob, StoredImage
 from fimum_ai.errors import InvalidInput, NotFound
+from fimum_ai.images.cache import CACHE_REQUESTS, build_result_cache, cache_key
 from fimum_ai.images.events import EventBus, JobEvent, LocalEventBus
 from fimum_ai.images.jobs import LocalJobQueue, priority_of
+from fimum_ai.images.model_store import model_version
 from fimum_ai.images.provider import EngineProvider
-from fimum_ai.images.requests import GenerateParams, resolve
-from fimum_ai.images.storage import ImageStore
+from fimum_ai.images.requests import CommonParams, GenerateParams, resolve
+from fimum_ai.images.safety import SafetyService
+from fimum_ai.images.storage import ImageStore, preserved_to_json, write_atomic
+from fimum_ai.images.uploads import UploadedImage, sanitized_png
 from fimum_ai.limits import QuotaService, Reservation
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
+JobKind = Literal["generate", "edit", "outpaint", "upscale"]
 
 
 class ImageService:
@@ -35,8 +45,11 @@ class ImageService:
         self.db = database
         self.quotas = quotas
         self.store = ImageStore(settings.data_dir)
+        self.safety = SafetyService(settings)
         self.bus: EventBus = LocalEventBus()
-        self.queue = LocalJobQueue(database, provider, self.store, self.bus, quotas)
+        self.cache = build_result_cache(settings)
+        self.provider = provider
+        self.queue = LocalJobQueue(database, provider, self.store, self.bus, quotas, self.safety, self.cache)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -45,34 +58,163 @@ class ImageService:
     async def stop(self) -> None:
         await self.queue.stop()
         await self.bus.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
 
     # ------------------------------------------------------------------ jobs
 
     async def submit_generate(self, principal: Principal, params: GenerateParams) -> dict[str, Any]:
-        resolve(params, self.settings.image_generation)  # unknown preset, size over the limit: 400 now
-        reservation = await self.quotas.reserve(principal, "images", params.batch_size)
+        return await self.submit(principal, "generate", params)
+
+    async def submit(
+        self,
+        principal: Principal,
+        kind: JobKind,
+        params: BaseModel,
+        *,
+        image: UploadedImage | None = None,
+        mask: Image.Image | None = None,
+        preserve: bool = False,
+    ) -> dict[str, Any]:
+        """Check, reserve the quota, persist the job (and its inputs), wake the queue.
+        Nothing is queued and nothing is counted when a check fails."""
+        prompt = str(getattr(params, "prompt", ""))
+        if prompt:
+            self.safety.check_prompt(principal.user_id, prompt)  # the positive prompt only
+        if isinstance(params, CommonParams):
+            resolve(params, self.settings.image_generation)  # unknown preset, size over the limit: 400
+        n = int(getattr(params, "batch_size", 1))
+        key = await self._cache_key(kind, params, image, mask, preserve)
+        if key is not None and self.cache is not None:
+            served = await self._from_cache(principal, kind, params, key)
+            CACHE_REQUESTS.labels("hit" if served else "miss").inc()
+            if served is not None:
+                return served
+        reservation = await self.quotas.reserve(principal, "images", n)
         job = ImageJob(
+            id=str(uuid.uuid4()),
             user_id=principal.user_id,
             tier=principal.tier,
             priority=priority_of(principal.tier),
-            kind="generate",
+            kind=kind,
             params=params.model_dump(mode="json"),
-            batch_size=params.batch_size,
+            batch_size=n,
             quota_day=reservation.day if reservation.counted else None,
             quota_n=reservation.n if reservation.counted else 0,
         )
         try:
+            job.inputs = await asyncio.to_thread(
+                self._store_inputs, principal.user_id, job.id, image, mask, preserve
+            )
             await asyncio.to_thread(self._insert, job)
         except Exception:
             await self.quotas.refund(principal.user_id, reservation)
+            self.store.delete(*(job.inputs or {}).get("files", []))
             raise
         position = await asyncio.to_thread(self._position, job.id)
         self.bus.publish(JobEvent(job.id, "queued", {"position": position}))
         self.queue.wake()
         log.info(
-            "image job queued", extra={"job_id": job.id, "user_id": principal.user_id, "n": params.batch_size}
+            "image job queued", extra={"job_id": job.id, "user_id": principal.user_id, "kind": kind, "n": n}
         )
         return self._job_view(job, position)
+
+    async def _cache_key(
+        self,
+        kind: str,
+        params: BaseModel,
+        image: UploadedImage | None,
+        mask: Image.Image | None,
+        preserve: bool,
+    ) -> str | None:
+        if self.cache is None or getattr(params, "seed", None) is None:
+            return None  # without a seed every run differs: nothing to reuse
+        version = await asyncio.to_thread(self._model_version)
+        if version is None:
+            return None
+        inputs = None
+        if image is not None:
+            mask_hash = hashlib.sha256(mask.tobytes()).hexdigest() if mask is not None else ""
+            inputs = f"{image.sha256}|{mask_hash}|{preserve}"
+        return cache_key(kind, params.model_dump(mode="json"), version, inputs)
+
+    def _model_version(self) -> str | None:
+        models = self.provider.models()
+        if models is None:
+            return None
+        paths = [models.base, models.refiner, models.upscaler]
+        return "+".join(model_version(p) for p in paths if p is not None)
+
+    async def _from_cache(
+        self, principal: Principal, kind: str, params: BaseModel, key: str
+    ) -> dict[str, Any] | None:
+        assert self.cache is not None
+        ids = await self.cache.get(key)
+        if not ids:
+            return None
+        job = await asyncio.to_thread(self._serve_cached, principal, kind, params, ids)
+        if job is None:
+            return None
+        self.bus.publish(JobEvent(job.id, "completed", {"images": list(job.image_ids), "cached": True}))
+        log.info(
+            "image request served from the cache", extra={"job_id": job.id, "user_id": principal.user_id}
+        )
+        return self._job_view(job, None)
+
+    def _serve_cached(
+        self, principal: Principal, kind: str, params: BaseModel, ids: list[str]
+    ) -> ImageJob | None:
+        """A completed job for the cached images; another user's are linked into this user's gallery."""
+        now = datetime.now(UTC)
+        with self.db.session() as session, session.begin():
+            rows = {r.id: r for r in session.scalars(select(StoredImage).where(StoredImage.id.in_(ids)))}
+            if len(rows) != len(ids) or not all(
+                self.store.path(r.original_path).is_file() for r in rows.values()
+            ):
+                return None  # deleted since: generate again
+            own: list[str] = []
+            for image_id in ids:
+                row = rows[image_id]
+                if row.user_id != principal.user_id:
+                    row = self.store.link_copy(row, principal.user_id)
+                    session.add(row)
+                own.append(row.id)
+            job = ImageJob(
+                id=str(uuid.uuid4()),
+                user_id=principal.user_id,
+                tier=principal.tier,
+                priority=priority_of(principal.tier),
+                kind=kind,
+                params=params.model_dump(mode="json"),
+                batch_size=len(own),
+                status="completed",
+                created_at=now,
+                started_at=now,
+                finished_at=now,
+                image_ids=own,
+                worker="cache",
+            )
+            session.add(job)
+        return job
+
+    def _store_inputs(
+        self, user_id: str, job_id: str, image: UploadedImage | None, mask: Image.Image | None, preserve: bool
+    ) -> dict[str, Any]:
+        """Inputs wait under data/uploads/ as sanitised PNGs (pixels only) until the job ends."""
+        if image is None:
+            return {}
+        folder = f"uploads/{user_id}"
+        inputs: dict[str, Any] = {"image": f"{folder}/{job_id}_image.png"}
+        write_atomic(self.store.path(inputs["image"]), sanitized_png(image))
+        if mask is not None:
+            inputs["mask"] = f"{folder}/{job_id}_mask.png"
+            buf = io.BytesIO()
+            mask.save(buf, format="PNG")
+            write_atomic(self.store.path(inputs["mask"]), buf.getvalue())
+        if preserve:
+            inputs["preserved"] = preserved_to_json(image.metadata)
+        inputs["files"] = [inputs["image"], inputs.get("mask")]
+        return inputs
 
     def _insert(self, job: ImageJob) -> None:
         with self.db.session() as session, session.begin():
@@ -251,6 +393,15 @@ class ImageService:
                 if row is None or row.user_id != principal.user_id:
                     raise NotFound("no such image")
                 session.delete(row)
-            self.store.delete(row.original_path, row.thumbnail_path, row.metadata_path, row.source_path)
+                session.flush()
+                shared = session.scalar(
+                    select(func.count())
+                    .select_from(StoredImage)
+                    .where(StoredImage.original_path == row.original_path)
+                )
+            if shared:  # a duplicate or a cache copy still shows these pixels
+                self.store.delete(row.metadata_path, row.source_path)
+            else:
+                self.store.delete(row.original_path, row.thumbnail_path, row.metadata_path, row.source_path)
 
         await asyncio.to_thread(run)

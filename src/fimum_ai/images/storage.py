@@ -6,17 +6,21 @@ A1111 metadata understand our files) and `fimum` with the full metadata as JSON.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from fimum_ai.images.results import ImageMetadata
+from fimum_ai.images.uploads import PreservedMetadata
 
 THUMBNAIL_SIZE = (256, 256)
 
@@ -40,13 +44,21 @@ def a1111_parameters(meta: ImageMetadata) -> str:
     return "\n".join(lines)
 
 
-def png_bytes(image: Image.Image, meta: ImageMetadata | None = None, compress_level: int = 3) -> bytes:
-    info = PngInfo()
-    if meta is not None:
-        info.add_text("parameters", a1111_parameters(meta))
-        info.add_text("fimum", meta.model_dump_json())
+def png_bytes(
+    image: Image.Image,
+    meta: ImageMetadata | None = None,
+    compress_level: int = 3,
+    preserved: PreservedMetadata | None = None,
+) -> bytes:
+    """PNG with our parameters; `preserved` adds the input's EXIF/ICC/text (preserve_original)."""
+    ours = {"parameters": a1111_parameters(meta), "fimum": meta.model_dump_json()} if meta else {}
+    info = preserved.png_info(ours) if preserved else PngInfo()
+    if not preserved:
+        for key, value in ours.items():
+            info.add_text(key, value)
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
+    extra = preserved.save_kwargs() if preserved else {}
+    image.save(buf, format="PNG", pnginfo=info, compress_level=compress_level, **extra)
     return buf.getvalue()
 
 
@@ -92,20 +104,74 @@ class ImageStore:
     def path(self, relative: str) -> Path:
         return self.data_dir / relative
 
-    def write(self, user_id: str, image_id: str, image: Image.Image, meta: ImageMetadata) -> StoredFiles:
+    def write(
+        self,
+        user_id: str,
+        image_id: str,
+        image: Image.Image,
+        meta: ImageMetadata,
+        preserved: PreservedMetadata | None = None,
+        source: Path | None = None,
+    ) -> StoredFiles:
+        """`source`: the edited input, kept beside the result as {id}_source.png (preserve_original)."""
         created = meta.created_at[:7].split("-")  # "2026-11-25T..." -> ["2026", "11"]
         folder = Path("images") / user_id / created[0] / created[1]
         files = StoredFiles(
             original=str(folder / f"{image_id}_original.png"),
             thumbnail=str(folder / f"{image_id}_thumbnail.jpg"),
             metadata=str(folder / f"{image_id}_metadata.json"),
+            source=str(folder / f"{image_id}_source.png") if source is not None else None,
         )
         # Metadata last: a crash in between leaves files that no row points to (swept by retention),
         # never a row that points to a missing or half-written file.
-        write_atomic(self.path(files.original), png_bytes(image, meta, compress_level=1))
+        if source is not None and files.source is not None:
+            write_atomic(self.path(files.source), source.read_bytes())
+        write_atomic(self.path(files.original), png_bytes(image, meta, compress_level=1, preserved=preserved))
         write_atomic(self.path(files.thumbnail), thumbnail_jpeg(image))
         write_atomic(self.path(files.metadata), json.dumps(meta.model_dump(mode="json"), indent=2).encode())
         return files
+
+    def link_copy(self, row: Any, user_id: str) -> Any:
+        """A new gallery row for `user_id` showing the same pixels as `row` (a db.StoredImage):
+        hard links (instant, no extra space; each owner deletes independently), else copies."""
+        from fimum_ai.db import StoredImage
+
+        new_id = str(uuid.uuid4())
+        root, _owner, year, month, _name = Path(row.original_path).parts  # images/{user}/{yyyy}/{mm}/...
+        folder = Path(root) / user_id / year / month
+        paths = {
+            "original_path": str(folder / f"{new_id}_original.png"),
+            "thumbnail_path": str(folder / f"{new_id}_thumbnail.jpg"),
+            "metadata_path": str(folder / f"{new_id}_metadata.json"),
+        }
+        for name, target in paths.items():
+            source = self.path(getattr(row, name))
+            destination = self.path(target)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, destination)
+            except OSError:
+                write_atomic(destination, source.read_bytes())
+        return StoredImage(
+            id=new_id,
+            user_id=user_id,
+            job_id=None,
+            mode=row.mode,
+            width=row.width,
+            height=row.height,
+            seed=row.seed,
+            model_version=row.model_version,
+            metadata_json=row.metadata_json,
+            phash=row.phash,
+            **paths,
+        )
+
+    def write_metadata(self, user_id: str, image_id: str, meta: dict[str, Any], created_at: str) -> str:
+        """Only the metadata file: for a duplicate that shows an existing image's pixels."""
+        year, month = created_at[:7].split("-")
+        relative = str(Path("images") / user_id / year / month / f"{image_id}_metadata.json")
+        write_atomic(self.path(relative), json.dumps(meta, indent=2).encode())
+        return relative
 
     def delete(self, *relatives: str | None) -> None:
         for relative in relatives:
@@ -118,3 +184,21 @@ class StoredFiles:
     original: str
     thumbnail: str
     metadata: str
+    source: str | None = None
+
+
+def preserved_to_json(preserved: PreservedMetadata) -> dict[str, object]:
+    """For the job row: the input's metadata waits there until the result is written."""
+    return {
+        "exif": base64.b64encode(preserved.exif).decode() if preserved.exif else None,
+        "icc_profile": base64.b64encode(preserved.icc_profile).decode() if preserved.icc_profile else None,
+        "text": dict(preserved.text),
+    }
+
+
+def preserved_from_json(data: dict[str, Any]) -> PreservedMetadata:
+    return PreservedMetadata(
+        exif=base64.b64decode(data["exif"]) if data.get("exif") else None,
+        icc_profile=base64.b64decode(data["icc_profile"]) if data.get("icc_profile") else None,
+        text={str(k): str(v) for k, v in (data.get("text") or {}).items()},
+    )

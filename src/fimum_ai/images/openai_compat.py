@@ -1,0 +1,79 @@
+"""OpenAI-compatible `POST /v1/images/generations`, so clients written for OpenAI's Images API
+(Open WebUI, LibreChat, the `openai` SDK) use Fimum unchanged: point them at `http://HOST/v1` with a
+personal API key (`fim_...`) as the OpenAI key."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from fimum_ai.accounts.auth import CurrentUser
+from fimum_ai.errors import InvalidInput
+from fimum_ai.images.requests import MAX_SEED, GenerateParams
+from fimum_ai.images.routes import Images, job_error
+from fimum_ai.settings import SchedulerName
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+_SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+class ImagesGenerationRequest(BaseModel):
+    """OpenAI's fields, plus SDXL's. OpenAI fields that do not apply here (`model`, `quality`,
+    `style`, `user`, ...) are accepted and ignored, as OpenAI-compatible servers do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=1000)
+    n: int = Field(1, ge=1, le=8, description="Images to generate (1-8).")
+    size: str = Field("1024x1024", description='"WIDTHxHEIGHT": 512-4096 in steps of 64.')
+    response_format: Literal["b64_json", "url"] = Field(
+        "b64_json", description="b64_json (default), or url (fetching it needs the same bearer key)."
+    )
+    negative_prompt: str = Field("", max_length=1000)
+    steps: int | None = Field(None, ge=20, le=100)
+    guidance_scale: float | None = Field(None, ge=1.0, le=15.0)
+    scheduler: SchedulerName | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED - 8)
+    style_preset: str | None = None
+    refine: bool | None = None
+
+    def params(self) -> GenerateParams:
+        match = _SIZE.match(self.size)
+        if match is None:
+            raise InvalidInput('size: use "WIDTHxHEIGHT", e.g. "1024x1024"', details={"field": "size"})
+        width, height = int(match.group(1)), int(match.group(2))
+        fields = self.model_dump(exclude={"n", "size", "response_format"}, exclude_none=True)
+        try:
+            return GenerateParams(**fields, width=width, height=height, batch_size=self.n)
+        except ValueError as exc:
+            raise InvalidInput(f"size: {size_problem(width, height)}", details={"field": "size"}) from exc
+
+
+def size_problem(width: int, height: int) -> str:
+    for side in (width, height):
+        if not 512 <= side <= 4096 or side % 64:
+            return f"{width}x{height} is not possible: each side must be 512-4096 in steps of 64"
+    return "invalid parameters"
+
+
+@router.post("/images/generations", summary="OpenAI-compatible image generation")
+async def generations(
+    body: ImagesGenerationRequest, principal: CurrentUser, images: Images, request: Request
+) -> dict[str, Any]:
+    job = await images.submit_generate(principal, body.params())
+    event = await images.wait(job["id"])
+    if event.type != "completed":
+        raise job_error(event)
+    stored = await images.images(list(event.data["images"]), with_data=body.response_format == "b64_json")
+    base = str(request.base_url).rstrip("/")
+    data = [
+        {"b64_json": item["image_base64"], "revised_prompt": None}
+        if body.response_format == "b64_json"
+        else {"url": base + item["url"], "revised_prompt": None}
+        for item in stored
+    ]
+    return {"created": int(time.time()), "data": data}
