@@ -103,9 +103,10 @@ class ImageService:
             quota_n=reservation.n if reservation.counted else 0,
         )
         try:
-            job.inputs = await asyncio.to_thread(
+            inputs = await asyncio.to_thread(
                 self._store_inputs, principal.user_id, job.id, image, mask, preserve
             )
+            job.inputs = {**inputs, "cache_key": key} if key is not None else inputs
             await asyncio.to_thread(self._insert, job)
         except Exception:
             await self.quotas.refund(principal.user_id, reservation)
