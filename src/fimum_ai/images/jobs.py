@@ -13,14 +13,15 @@ import base64
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from PIL import Image
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from fimum_ai.db import Database, ImageJob, StoredImage
 from fimum_ai.errors import FimumError, GenerationCancelled, InvalidInput
@@ -46,6 +47,7 @@ QUEUE_DEPTH = Gauge("fimum_image_queue_depth", "Image jobs waiting in the queue.
 
 TIER_PRIORITY = {"enterprise": 30, "pro": 20, "free": 10}
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is retried once
+_BEAT_EVERY_S = 0.25  # heartbeat and cancel check while a job runs
 # Failures that are the server's fault give the quota back; the user's own mistakes do not.
 _USER_FAULTS = {"invalid_input", "nsfw_content_blocked", "cancelled"}
 
@@ -68,7 +70,7 @@ class JobQueue(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class QuotaRefunder:
-    """Gives a failed job's reservation back, from the worker thread, on the server's loop."""
+    """Gives a failed job's reservation back, from a worker thread, on the server's loop."""
 
     quotas: QuotaService
     loop: asyncio.AbstractEventLoop
@@ -84,54 +86,44 @@ class QuotaRefunder:
             log.exception("quota refund failed", extra={"job_id": job.id})
 
 
-class LocalJobQueue:
+Publish = Callable[[JobEvent], None]
+Refund = Callable[[ImageJob], None]
+Remember = Callable[[str, list[str]], None]  # cache key, image ids
+
+
+class JobRunner:
+    """Claims and runs image jobs from the database; the same code in the embedded worker thread and
+    in every Celery worker process. Scheduling is decided here, in the database, so it holds across
+    any number of workers: the highest tier first, then the user whose last job started longest ago.
+
+    A running job writes a heartbeat while it runs; a job whose worker died (no heartbeat for
+    `lease_s`) goes back to the queue once, then fails. Image ids are derived from the job id, so a
+    job that runs again overwrites its own files instead of leaving a second set."""
+
     def __init__(
         self,
         database: Database,
         provider: EngineProvider,
         store: ImageStore,
-        bus: EventBus,
-        quotas: QuotaService,
         safety: SafetyService,
-        cache: ResultCache | None = None,
         *,
-        name: str = "local",
+        publish: Publish,
+        refund: Refund,
+        remember: Remember,
+        name: str,
+        lease_s: float = 120.0,
     ) -> None:
-        self._safety = safety
-        self._cache = cache
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._db = database
         self._provider = provider
         self._store = store
-        self._bus = bus
-        self._quotas = quotas
-        self._name = name
-        self._wakeup = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._safety = safety
+        self._publish = publish
+        self._refund = refund
+        self._remember_result = remember
+        self.name = name
+        self.lease_s = lease_s
+        self.stopping = threading.Event()
         self._running: dict[str, CancelToken] = {}
-        self._last_served: dict[str, float] = {}  # user id -> when their last job started
-        self._refund: Callable[[ImageJob], None] = lambda job: None
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._refund = QuotaRefunder(self._quotas, self._loop)
-        await asyncio.to_thread(self._recover)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._work, name=f"image-worker-{self._name}", daemon=True)
-        self._thread.start()
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        self._wakeup.set()
-        for token in list(self._running.values()):
-            token.cancel()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 30)
-            self._thread = None
-
-    def wake(self) -> None:
-        self._wakeup.set()
 
     def cancel_running(self, job_id: str) -> bool:
         token = self._running.get(job_id)
@@ -140,70 +132,83 @@ class LocalJobQueue:
         token.cancel()
         return True
 
-    # ----------------------------------------------------------------- worker thread
+    def cancel_all(self) -> None:
+        for token in list(self._running.values()):
+            token.cancel()
 
-    def _recover(self) -> None:
-        """After a crash: running jobs go back to the queue once, then fail."""
+    def recover(self, *, only_stale: bool) -> None:
+        """Jobs left running by a dead worker: back to the queue once, then failed."""
+        limit = datetime.now(UTC) - timedelta(seconds=self.lease_s)
+        failed: list[ImageJob] = []
         with self._db.session() as session, session.begin():
-            for job in session.scalars(select(ImageJob).where(ImageJob.status == "running")):
+            query = select(ImageJob).where(ImageJob.status == "running")
+            if only_stale:
+                query = query.where(or_(ImageJob.heartbeat_at.is_(None), ImageJob.heartbeat_at < limit))
+            for job in session.scalars(query.with_for_update(skip_locked=True)):
+                if only_stale and job.heartbeat_at is None and job.started_at and job.started_at >= limit:
+                    continue  # just claimed, first heartbeat not written yet
                 if job.attempts < MAX_ATTEMPTS:
-                    job.status, job.started_at, job.worker = "queued", None, None
-                    log.warning("requeued a job interrupted by a restart", extra={"job_id": job.id})
+                    job.status, job.started_at, job.worker, job.heartbeat_at = "queued", None, None, None
+                    log.warning("requeued an interrupted job", extra={"job_id": job.id})
                 else:
-                    self._finish(job, "failed", "interrupted", "the job was interrupted twice; try again")
-                    self._refund(job)
+                    _finish(job, "failed", "interrupted", "the job was interrupted twice; try again")
+                    failed.append(job)
+        for job in failed:
+            self._refund(job)
+            self._publish(JobEvent(job.id, "failed", {"code": "interrupted", "message": job.error_message}))
 
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                job = self._claim_next()
-            except Exception:
-                log.exception("the job queue could not read the database")
-                job = None
-            if job is None:
-                self._wakeup.wait(timeout=1.0)
-                self._wakeup.clear()
-                continue
-            self._run(job)
-
-    def _claim_next(self) -> ImageJob | None:
-        with self._db.session() as session, session.begin():
-            QUEUE_DEPTH.set(session.scalar(select(func.count()).where(ImageJob.status == "queued")) or 0)
-            top = session.scalar(select(func.max(ImageJob.priority)).where(ImageJob.status == "queued"))
-            if top is None:
-                return None
-            candidates = session.scalars(
-                select(ImageJob)
-                .where(ImageJob.status == "queued", ImageJob.priority == top)
-                .order_by(ImageJob.created_at)
-                .limit(200)
-            ).all()
-            job = min(candidates, key=lambda j: (self._last_served.get(j.user_id, 0.0), j.created_at))
-            claimed = session.execute(
-                update(ImageJob)
-                .where(ImageJob.id == job.id, ImageJob.status == "queued")
-                .values(
-                    status="running",
-                    started_at=datetime.now(UTC),
-                    attempts=ImageJob.attempts + 1,
-                    worker=self._name,
+    def claim_next(self) -> ImageJob | None:
+        for _ in range(5):  # another worker may win the race for the chosen job
+            with self._db.session() as session, session.begin():
+                QUEUE_DEPTH.set(session.scalar(select(func.count()).where(ImageJob.status == "queued")) or 0)
+                top = session.scalar(select(func.max(ImageJob.priority)).where(ImageJob.status == "queued"))
+                if top is None:
+                    return None
+                candidates = session.scalars(
+                    select(ImageJob)
+                    .where(ImageJob.status == "queued", ImageJob.priority == top)
+                    .order_by(ImageJob.created_at)
+                    .limit(200)
+                ).all()
+                users = {j.user_id for j in candidates}
+                last_started = dict(
+                    session.execute(
+                        select(ImageJob.user_id, func.max(ImageJob.started_at))
+                        .where(ImageJob.user_id.in_(users), ImageJob.started_at.is_not(None))
+                        .group_by(ImageJob.user_id)
+                    ).all()
                 )
-            )
-            if getattr(claimed, "rowcount", 0) != 1:
-                return None  # cancelled or taken meanwhile
-            session.refresh(job)
-            self._last_served[job.user_id] = time.monotonic()
-            return job
+                never = datetime.min.replace(tzinfo=UTC)
+                job = min(
+                    candidates,
+                    key=lambda j: (_aware(last_started.get(j.user_id)) or never, j.created_at),
+                )
+                now = datetime.now(UTC)
+                claimed = session.execute(
+                    update(ImageJob)
+                    .where(ImageJob.id == job.id, ImageJob.status == "queued")
+                    .values(
+                        status="running",
+                        started_at=now,
+                        heartbeat_at=now,
+                        attempts=ImageJob.attempts + 1,
+                        worker=self.name,
+                    )
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    session.refresh(job)
+                    return job
+        return None
 
-    def _run(self, job: ImageJob) -> None:
+    def run(self, job: ImageJob) -> None:
         token = CancelToken()
         self._running[job.id] = token
-        self._bus.publish(JobEvent(job.id, "started", {"attempt": job.attempts}))
+        self._publish(JobEvent(job.id, "started", {"attempt": job.attempts}))
         try:
             result = self._generate(job, token)
             image_ids = self._save(job, result)
         except GenerationCancelled:
-            if self._stopping.is_set():
+            if self.stopping.is_set():
                 self._requeue(job)  # the server is shutting down: the job runs again after the restart
             else:
                 self._end(job, "cancelled", "cancelled", "cancelled by the user")
@@ -217,9 +222,9 @@ class LocalJobQueue:
                 row = session.get(ImageJob, job.id)
                 if row is not None:
                     row.image_ids = image_ids
-                    self._finish(row, "completed", None, None)
+                    _finish(row, "completed", None, None)
             self._remember(job, image_ids)
-            self._bus.publish(JobEvent(job.id, "completed", {"images": image_ids}))
+            self._publish(JobEvent(job.id, "completed", {"images": image_ids}))
         finally:
             self._running.pop(job.id, None)
             if self._status(job.id) != "queued":
@@ -228,6 +233,7 @@ class LocalJobQueue:
     def _generate(self, job: ImageJob, token: CancelToken) -> GenerationResult:
         engine = self._provider.get()
         started = time.monotonic()
+        last_beat = [started]
 
         def on_progress(event: ProgressEvent) -> None:
             data: dict[str, Any] = {
@@ -239,7 +245,11 @@ class LocalJobQueue:
             }
             if event.preview_jpeg:
                 data["preview"] = base64.b64encode(event.preview_jpeg).decode()
-            self._bus.publish(JobEvent(job.id, "progress", data))
+            self._publish(JobEvent(job.id, "progress", data))
+            if time.monotonic() - last_beat[0] >= _BEAT_EVERY_S:
+                last_beat[0] = time.monotonic()
+                if self._heartbeat(job.id):
+                    token.cancel()  # cancelled through another API process
 
         if job.kind == "generate":
             return engine.text_to_image(
@@ -280,13 +290,17 @@ class LocalJobQueue:
         source = self._store.path(inputs["image"]) if preserved is not None else None
         ids: list[str] = []
         rows: list[StoredImage] = []
-        for image, meta in zip(result.images, result.metadata, strict=True):
+        for index, (image, meta) in enumerate(zip(result.images, result.metadata, strict=True)):
             row = StoredImage(
-                id=_new_id(), user_id=job.user_id, job_id=job.id, mode=meta.mode, width=meta.width
+                id=image_id(job.id, index),
+                user_id=job.user_id,
+                job_id=job.id,
+                mode=meta.mode,
+                width=meta.width,
             )
             row.height, row.seed, row.model_version = meta.height, meta.seed, meta.model_version
             row.phash = perceptual_hash(image)
-            twin = self._duplicate(job.user_id, row.phash, rows)
+            twin = self._duplicate(job, row.phash, rows)
             row.metadata_json = meta.model_dump(mode="json")
             if twin is not None:
                 # The same picture again: point at its files; only the metadata is new.
@@ -303,17 +317,22 @@ class LocalJobQueue:
             rows.append(row)
             ids.append(row.id)
         with self._db.session() as session, session.begin():
-            session.add_all(rows)
+            for row in rows:
+                session.merge(row)  # a re-run after a crash finds the first run's rows
         return ids
 
     def _remember(self, job: ImageJob, image_ids: list[str]) -> None:
         key = (job.inputs or {}).get("cache_key")
-        if key and self._cache is not None and self._loop is not None:
-            future = asyncio.run_coroutine_threadsafe(self._cache.put(key, image_ids), self._loop)
-            try:
-                future.result(timeout=10)
-            except Exception:
-                log.warning("could not store a result in the cache", exc_info=True, extra={"job_id": job.id})
+        if key:
+            self._remember_result(str(key), image_ids)
+
+    def _heartbeat(self, job_id: str) -> bool:
+        """Record that the job is alive; True when someone asked to cancel it."""
+        with self._db.session() as session, session.begin():
+            session.execute(
+                update(ImageJob).where(ImageJob.id == job_id).values(heartbeat_at=datetime.now(UTC))
+            )
+            return bool(session.scalar(select(ImageJob.cancel_requested).where(ImageJob.id == job_id)))
 
     def _status(self, job_id: str) -> str | None:
         with self._db.session() as session:
@@ -328,12 +347,17 @@ class LocalJobQueue:
             )
         log.info("image job put back in the queue at shutdown", extra={"job_id": job.id})
 
-    def _duplicate(self, user_id: str, phash: str, fresh: list[StoredImage]) -> StoredImage | None:
-        """This user's most recent near-identical image (pHash distance <= DUPLICATE_DISTANCE)."""
+    def _duplicate(self, job: ImageJob, phash: str, fresh: list[StoredImage]) -> StoredImage | None:
+        """This user's most recent near-identical image (pHash distance <= DUPLICATE_DISTANCE),
+        not counting an earlier run of this same job."""
         with self._db.session() as session:
             recent = session.scalars(
                 select(StoredImage)
-                .where(StoredImage.user_id == user_id, StoredImage.phash.is_not(None))
+                .where(
+                    StoredImage.user_id == job.user_id,
+                    StoredImage.phash.is_not(None),
+                    or_(StoredImage.job_id.is_(None), StoredImage.job_id != job.id),
+                )
                 .order_by(StoredImage.created_at.desc())
                 .limit(500)
             ).all()
@@ -347,24 +371,109 @@ class LocalJobQueue:
             row = session.get(ImageJob, job.id)
             if row is None:
                 return
-            self._finish(row, status, code, message)
+            _finish(row, status, code, message)
         if code not in _USER_FAULTS or status == "cancelled":
             self._refund(job)
         event_type = "cancelled" if status == "cancelled" else "failed"
         data = {} if status == "cancelled" else {"code": code, "message": message}
-        self._bus.publish(JobEvent(job.id, event_type, data))  # type: ignore[arg-type]
-
-    @staticmethod
-    def _finish(job: ImageJob, status: str, code: str | None, message: str | None) -> None:
-        JOBS.labels(job.kind, status).inc()
-        if job.started_at is not None:
-            JOB_SECONDS.labels(job.kind).observe((datetime.now(UTC) - job.started_at).total_seconds())
-        job.status = status
-        job.finished_at = datetime.now(UTC)
-        job.error_code, job.error_message = code, message
+        self._publish(JobEvent(job.id, event_type, data))  # type: ignore[arg-type]
 
 
-def _new_id() -> str:
-    import uuid
+def _finish(job: ImageJob, status: str, code: str | None, message: str | None) -> None:
+    JOBS.labels(job.kind, status).inc()
+    started = _aware(job.started_at)
+    if started is not None:
+        JOB_SECONDS.labels(job.kind).observe((datetime.now(UTC) - started).total_seconds())
+    job.status = status
+    job.finished_at = datetime.now(UTC)
+    job.error_code, job.error_message = code, message
 
-    return str(uuid.uuid4())
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def image_id(job_id: str, index: int) -> str:
+    """The id of a job's image number `index`: the same on every run of the job (idempotent writes)."""
+    return str(uuid.uuid5(_IMAGE_NAMESPACE, f"{job_id}/{index}"))
+
+
+_IMAGE_NAMESPACE = uuid.UUID("5b0f6c2e-3f7a-4d2c-9a51-6a0a3f2d9e11")
+
+
+class LocalJobQueue:
+    """Embedded mode: one worker thread in the server process runs the JobRunner."""
+
+    def __init__(
+        self,
+        database: Database,
+        provider: EngineProvider,
+        store: ImageStore,
+        bus: EventBus,
+        quotas: QuotaService,
+        safety: SafetyService,
+        cache: ResultCache | None = None,
+        *,
+        name: str = "local",
+    ) -> None:
+        self._db, self._provider, self._store, self._safety = database, provider, store, safety
+        self._bus, self._quotas, self._cache, self._name = bus, quotas, cache, name
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.runner: JobRunner | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.runner = JobRunner(
+            self._db,
+            self._provider,
+            self._store,
+            self._safety,
+            publish=self._bus.publish,
+            refund=QuotaRefunder(self._quotas, self._loop),
+            remember=self._remember,
+            name=self._name,
+        )
+        await asyncio.to_thread(self.runner.recover, only_stale=False)  # one process: all were ours
+        self._thread = threading.Thread(target=self._work, name=f"image-worker-{self._name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stopping.set()
+            self.runner.cancel_all()
+        self._wakeup.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def cancel_running(self, job_id: str) -> bool:
+        return self.runner is not None and self.runner.cancel_running(job_id)
+
+    def _remember(self, key: str, image_ids: list[str]) -> None:
+        if self._cache is None or self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._cache.put(key, image_ids), self._loop)
+        try:
+            future.result(timeout=10)
+        except Exception:
+            log.warning("could not store a result in the cache", exc_info=True)
+
+    def _work(self) -> None:
+        runner = self.runner
+        assert runner is not None
+        while not runner.stopping.is_set():
+            try:
+                job = runner.claim_next()
+            except Exception:
+                log.exception("the job queue could not read the database")
+                job = None
+            if job is None:
+                self._wakeup.wait(timeout=1.0)
+                self._wakeup.clear()
+                continue
+            runner.run(job)

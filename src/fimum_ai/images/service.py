@@ -290,6 +290,8 @@ class ImageService:
                     job.status, job.finished_at = "cancelled", datetime.now(UTC)
                     job.error_code, job.error_message = "cancelled", "cancelled by the user"
                     return job
+                if job.status == "running":
+                    job.cancel_requested = True  # seen by the worker, wherever it runs, within a step
                 return None
 
         removed = await asyncio.to_thread(take_off_queue)
