@@ -157,16 +157,6 @@ def auth_rows(data: dict[str, Any]) -> list[list[str]]:
                 "–",
             ]
         )
-    if "whatif_auth_requests_per_s" in result:
-        rows.append(
-            [
-                "what-if /me req/s: async auth dependencies + quota report in one MGET",
-                f"{result['whatif_auth_requests_per_s']:,.0f} "
-                f"({result['whatif_auth_over_auth']:.2f}× as shipped)",
-                "info",
-                "–",
-            ]
-        )
     return rows
 
 

@@ -176,3 +176,76 @@ def auth_headers(client: object, identifier: str = "ada@example.com", tier: str 
     remember_secret(pair.access_token)
     remember_secret(pair.refresh_token)
     return {"Authorization": f"Bearer {pair.access_token}"}
+
+
+class CeleryWorker:
+    """A real `celery -A fimum_ai.workers.task_queue worker` process with this test's environment."""
+
+    def __init__(self, name: str, extra_env: dict[str, str] | None = None, pool: str = "prefork") -> None:
+        import subprocess
+        import sys
+
+        celery = str(Path(sys.executable).with_name("celery"))
+        self.name = name
+        self.proc = subprocess.Popen(
+            [
+                celery,
+                "-A",
+                "fimum_ai.workers.task_queue",
+                "worker",
+                f"--pool={pool}",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=os.environ | (extra_env or {}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        import threading
+
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(90):
+            self.stop()
+            raise AssertionError("the Celery worker did not start:\n" + "\n".join(self.output[-40:]))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line.rstrip())
+            if " ready." in line:
+                self._ready.set()
+
+    def children(self) -> list[int]:
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.proc.pid).children(recursive=True)]
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def image_workers(backend: str) -> Iterator[list[CeleryWorker]]:
+    """Distributed mode: one real Celery worker for this test (embedded mode needs none)."""
+    import uuid
+
+    workers = [CeleryWorker(f"test-{uuid.uuid4().hex[:8]}")] if backend == "distributed" else []
+    yield workers
+    for worker in workers:
+        worker.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,71 @@ def serve(
         port=port or settings.port,
         log_config=uvicorn_log_config(),
     )
+
+
+@app.command()
+def worker(
+    devices: Annotated[
+        str,
+        typer.Option(help="Comma-separated devices, one worker process each (cuda:0,cuda:1 / all / cpu)."),
+    ] = "all",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run image workers for distributed mode: one Celery worker process per GPU."""
+    import signal
+    import subprocess
+    import sys
+
+    settings = settings_or_exit()
+    if settings.mode != "distributed" or not settings.redis_url:
+        fail(
+            "workers serve distributed mode: set FIMUM_MODE=distributed, FIMUM_REDIS_URL (Celery broker), "
+            "FIMUM_DATABASE_URL (PostgreSQL) and FIMUM_JWT_SECRET, the same as the API replicas; "
+            "embedded mode (`fimum serve`) runs images in its own process and needs no worker",
+            code=2,
+        )
+    chosen = _worker_devices(devices)
+    celery = str(Path(sys.executable).with_name("celery"))
+    procs = []
+    for index, device in enumerate(chosen):
+        command = [
+            celery,
+            "-A",
+            "fimum_ai.workers.task_queue",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            f"--loglevel={loglevel}",
+            "-n",
+            f"fimum-{index}-{device.replace(':', '')}@%h",
+        ]
+        procs.append(subprocess.Popen(command, env=os.environ | {"IMAGE_DEVICE": device}))
+        err.print(f"worker {index} on {device} (pid {procs[-1].pid})")
+
+    def forward(signum: int, _: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [proc.wait() for proc in procs]
+    raise typer.Exit(max(codes, default=0))
+
+
+def _worker_devices(spec: str) -> list[str]:
+    if spec.strip() != "all":
+        chosen = [d.strip() for d in spec.split(",") if d.strip()]
+        bad = [d for d in chosen if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", d)]
+        if not chosen or bad:
+            fail(
+                f"--devices: {', '.join(bad) or 'nothing'} is not a device (cpu, mps, cuda:N, or all)", code=2
+            )
+        return chosen
+    import torch
+
+    count = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 
 
 @config_app.command("show")

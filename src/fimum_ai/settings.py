@@ -263,6 +263,8 @@ class Settings(BaseSettings):
     modem_device: str | None = None
     modem_baud: int = Field(115200, gt=0)
     modem_timeout_s: float = Field(10.0, gt=0)
+    # A running image job whose worker sent no heartbeat for this long is taken as dead and retried.
+    worker_lease_s: float = Field(120.0, ge=1.0)
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
 

@@ -18,7 +18,7 @@ SEEDED = {"prompt": "a lighthouse", "width": 512, "height": 512, "steps": 20, "s
 
 
 @pytest.fixture
-def client(backend: str, with_tiny_models: Path) -> Iterator[TestClient]:
+def client(backend: str, with_tiny_models: Path, image_workers: list[object]) -> Iterator[TestClient]:
     with TestClient(create_app(load_settings())) as test_client:
         yield test_client
 
@@ -75,7 +75,10 @@ def test_requests_without_a_seed_are_never_cached(client: TestClient) -> None:
 def test_the_same_picture_again_is_linked_not_stored_twice(
     backend: str, with_tiny_models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tests.conftest import CeleryWorker
+
     monkeypatch.setenv("FIMUM_IMAGE_GENERATION__CACHING__ENABLED", "false")
+    workers = [CeleryWorker("dup")] if backend == "distributed" else []
     with TestClient(create_app(load_settings())) as client:
         headers = auth_headers(client, tier="pro")
         first = client.post("/api/v1/image/generate", json=SEEDED, headers=headers).json()["images"][0]
@@ -87,3 +90,5 @@ def test_the_same_picture_again_is_linked_not_stored_twice(
         assert client.get(second["url"], headers=headers).status_code == 200
         listed = client.get(f"/api/v1/images/{second['id']}", headers=headers).json()
         assert listed["duplicate_of"] == first["id"]
+    for worker in workers:
+        worker.stop()

@@ -8,6 +8,7 @@ kept, so a client that connects late starts from the current state.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import OrderedDict
@@ -106,3 +107,65 @@ class LocalEventBus:
                     subscribers.remove(queue)
                 if not subscribers:
                     self._subscribers.pop(job_id, None)
+
+
+class RedisEventBus:
+    """Distributed mode: workers publish on a Redis channel per job and keep the job's last event
+    under a key, so any API replica can serve any job's WebSocket, late clients included."""
+
+    _KEEP_S = 86_400
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+        import redis.asyncio as aioredis
+
+        self._url = url
+        self._prefix = prefix + "jobevt:"
+        self._sync = redis.Redis.from_url(url)
+        self._async = aioredis.Redis.from_url(url)
+
+    async def start(self) -> None:
+        await self._async.ping()
+
+    async def aclose(self) -> None:
+        await self._async.aclose()
+        self._sync.close()
+
+    def publish(self, event: JobEvent) -> None:
+        payload = json.dumps({"job_id": event.job_id, "type": event.type, "data": event.data, "at": event.at})
+        with self._sync.pipeline(transaction=False) as pipe:
+            pipe.set(f"{self._prefix}last:{event.job_id}", payload, ex=self._KEEP_S)
+            pipe.publish(f"{self._prefix}{event.job_id}", payload)
+            pipe.execute()
+
+    def last(self, job_id: str) -> JobEvent | None:
+        raw = self._sync.get(f"{self._prefix}last:{job_id}")
+        return _decode(raw) if raw else None
+
+    async def subscribe(self, job_id: str) -> AsyncIterator[JobEvent]:
+        pubsub = self._async.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(f"{self._prefix}{job_id}")  # first, so nothing published meanwhile is lost
+        try:
+            raw = await self._async.get(f"{self._prefix}last:{job_id}")
+            current = _decode(raw) if raw else None
+            if current is not None:
+                yield current
+                if current.terminal:
+                    return
+            while True:
+                message = await pubsub.get_message(timeout=30.0)
+                if message is None:
+                    continue
+                event = _decode(message["data"])
+                if current is not None and event.at <= current.at:
+                    continue
+                yield event
+                if event.terminal:
+                    return
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _decode(raw: bytes | str) -> JobEvent:
+    data = json.loads(raw)
+    return JobEvent(data["job_id"], data["type"], data.get("data") or {}, float(data["at"]))

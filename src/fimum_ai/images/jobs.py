@@ -34,6 +34,7 @@ from fimum_ai.images.results import GenerationResult
 from fimum_ai.images.safety import SafetyService
 from fimum_ai.images.storage import ImageStore, preserved_from_json
 from fimum_ai.limits import QuotaService, Reservation
+from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
 JOBS = Counter("fimum_image_jobs", "Image jobs that ended, by kind and status.", ["kind", "status"])
@@ -48,6 +49,7 @@ QUEUE_DEPTH = Gauge("fimum_image_queue_depth", "Image jobs waiting in the queue.
 TIER_PRIORITY = {"enterprise": 30, "pro": 20, "free": 10}
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is retried once
 _BEAT_EVERY_S = 0.25  # heartbeat and cancel check while a job runs
+RUN_NEXT = "fimum.images.run_next"  # the Celery task (fimum_ai.workers.task_queue)
 # Failures that are the server's fault give the quota back; the user's own mistakes do not.
 _USER_FAULTS = {"invalid_input", "nsfw_content_blocked", "cancelled"}
 
@@ -136,10 +138,12 @@ class JobRunner:
         for token in list(self._running.values()):
             token.cancel()
 
-    def recover(self, *, only_stale: bool) -> None:
-        """Jobs left running by a dead worker: back to the queue once, then failed."""
+    def recover(self, *, only_stale: bool) -> list[str]:
+        """Jobs left running by a dead worker: back to the queue once, then failed. Returns the ids
+        put back in the queue (a distributed worker sends a task for each)."""
         limit = datetime.now(UTC) - timedelta(seconds=self.lease_s)
         failed: list[ImageJob] = []
+        requeued: list[str] = []
         with self._db.session() as session, session.begin():
             query = select(ImageJob).where(ImageJob.status == "running")
             if only_stale:
@@ -149,6 +153,7 @@ class JobRunner:
                     continue  # just claimed, first heartbeat not written yet
                 if job.attempts < MAX_ATTEMPTS:
                     job.status, job.started_at, job.worker, job.heartbeat_at = "queued", None, None, None
+                    requeued.append(job.id)
                     log.warning("requeued an interrupted job", extra={"job_id": job.id})
                 else:
                     _finish(job, "failed", "interrupted", "the job was interrupted twice; try again")
@@ -156,6 +161,7 @@ class JobRunner:
         for job in failed:
             self._refund(job)
             self._publish(JobEvent(job.id, "failed", {"code": "interrupted", "message": job.error_message}))
+        return requeued
 
     def claim_next(self) -> ImageJob | None:
         for _ in range(5):  # another worker may win the race for the chosen job
@@ -203,6 +209,12 @@ class JobRunner:
     def run(self, job: ImageJob) -> None:
         token = CancelToken()
         self._running[job.id] = token
+        done = threading.Event()
+        # The heartbeat runs beside the job, so loading a model or a slow step never looks like death.
+        beat = threading.Thread(
+            target=self._beat, args=(job.id, token, done), name="job-heartbeat", daemon=True
+        )
+        beat.start()
         self._publish(JobEvent(job.id, "started", {"attempt": job.attempts}))
         try:
             result = self._generate(job, token)
@@ -226,6 +238,8 @@ class JobRunner:
             self._remember(job, image_ids)
             self._publish(JobEvent(job.id, "completed", {"images": image_ids}))
         finally:
+            done.set()
+            beat.join(5)
             self._running.pop(job.id, None)
             if self._status(job.id) != "queued":
                 self._store.delete(*(job.inputs or {}).get("files", []))
@@ -326,6 +340,14 @@ class JobRunner:
         if key:
             self._remember_result(str(key), image_ids)
 
+    def _beat(self, job_id: str, token: CancelToken, done: threading.Event) -> None:
+        while not done.wait(min(1.0, self.lease_s / 4)):
+            try:
+                if self._heartbeat(job_id):
+                    token.cancel()
+            except Exception:
+                log.warning("heartbeat failed", exc_info=True, extra={"job_id": job_id})
+
     def _heartbeat(self, job_id: str) -> bool:
         """Record that the job is alive; True when someone asked to cancel it."""
         with self._db.session() as session, session.begin():
@@ -399,6 +421,29 @@ def image_id(job_id: str, index: int) -> str:
 
 
 _IMAGE_NAMESPACE = uuid.UUID("5b0f6c2e-3f7a-4d2c-9a51-6a0a3f2d9e11")
+
+
+class CeleryJobQueue:
+    """Distributed mode, API side: every submitted job sends one task; whichever worker takes it
+    runs the best queued job at that moment (the JobRunner's scheduling), so priorities and
+    round-robin hold across all GPU nodes. Cancels travel through the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        from fimum_ai.workers.celery_app import make_celery
+
+        self._celery = make_celery(settings)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._celery.connection_for_write().ensure_connection, max_retries=3)
+
+    async def stop(self) -> None:
+        self._celery.close()
+
+    def wake(self) -> None:
+        self._celery.send_task(RUN_NEXT)
+
+    def cancel_running(self, job_id: str) -> bool:
+        return False  # the worker sees cancel_requested at its next heartbeat
 
 
 class LocalJobQueue:

@@ -21,8 +21,8 @@ from fimum_ai.accounts.principal import Principal
 from fimum_ai.db import Database, ImageJob, StoredImage
 from fimum_ai.errors import InvalidInput, NotFound
 from fimum_ai.images.cache import CACHE_REQUESTS, build_result_cache, cache_key
-from fimum_ai.images.events import EventBus, JobEvent, LocalEventBus
-from fimum_ai.images.jobs import LocalJobQueue, priority_of
+from fimum_ai.images.events import EventBus, JobEvent, LocalEventBus, RedisEventBus
+from fimum_ai.images.jobs import CeleryJobQueue, JobQueue, LocalJobQueue, priority_of
 from fimum_ai.images.model_store import model_version
 from fimum_ai.images.provider import EngineProvider
 from fimum_ai.images.requests import CommonParams, GenerateParams, resolve
@@ -46,10 +46,19 @@ class ImageService:
         self.quotas = quotas
         self.store = ImageStore(settings.data_dir)
         self.safety = SafetyService(settings)
-        self.bus: EventBus = LocalEventBus()
         self.cache = build_result_cache(settings)
         self.provider = provider
-        self.queue = LocalJobQueue(database, provider, self.store, self.bus, quotas, self.safety, self.cache)
+        self.bus: EventBus
+        self.queue: JobQueue
+        if settings.mode == "distributed" and settings.redis_url:
+            # Celery workers on any number of nodes; events over Redis so any replica can serve them.
+            self.bus = RedisEventBus(settings.redis_url, settings.redis_prefix)
+            self.queue = CeleryJobQueue(settings)
+        else:
+            self.bus = LocalEventBus()
+            self.queue = LocalJobQueue(
+                database, provider, self.store, self.bus, quotas, self.safety, self.cache
+            )
 
     async def start(self) -> None:
         await self.bus.start()

@@ -1,0 +1,1 @@
+"""Distributed image workers (Celery)."""
