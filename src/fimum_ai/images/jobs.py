@@ -236,6 +236,7 @@ class JobRunner:
                     row.image_ids = image_ids
                     _finish(row, "completed", None, None)
             self._remember(job, image_ids)
+            self._store.delete(*(job.inputs or {}).get("files", []))  # before anyone hears it ended
             self._publish(JobEvent(job.id, "completed", {"images": image_ids}))
         finally:
             done.set()
@@ -398,6 +399,7 @@ class JobRunner:
             self._refund(job)
         event_type = "cancelled" if status == "cancelled" else "failed"
         data = {} if status == "cancelled" else {"code": code, "message": message}
+        self._store.delete(*(job.inputs or {}).get("files", []))  # before anyone hears it ended
         self._publish(JobEvent(job.id, event_type, data))  # type: ignore[arg-type]
 
 
