@@ -75,7 +75,30 @@ class _Entries:
         )
 
 
-class RedisRevocationStore:
+class _MirroredStore:
+    """What both stores share: entries checked in memory, written through `_set` by each backend."""
+
+    _entries: _Entries
+
+    async def _set(self, key: str, value: str, ttl_s: float) -> None:
+        raise NotImplementedError
+
+    async def revoke_token(self, jti: str, ttl_s: float) -> None:
+        await self._set(f"jti:{jti}", "1", ttl_s)
+
+    async def revoke_family(self, family_id: str, ttl_s: float) -> None:
+        await self._set(f"fam:{family_id}", "1", ttl_s)
+
+    async def revoke_user_before(self, user_id: str, when: float, ttl_s: float) -> None:
+        await self._set(f"usr:{user_id}", repr(when), ttl_s)
+
+    async def is_revoked(
+        self, *, jti: str | None, family_id: str | None, user_id: str, issued_at: float
+    ) -> bool:
+        return self._entries.is_revoked(jti, family_id, user_id, issued_at)
+
+
+class RedisRevocationStore(_MirroredStore):
     """Redis is the shared truth; every replica keeps a mirror of it in memory, so checking a token
     costs no round trip. A revocation is written to Redis and announced on a pub/sub channel; every
     replica applies the announcement at once (milliseconds). A replica loads the whole list when it
@@ -141,20 +164,6 @@ class RedisRevocationStore:
             pipe.publish(self._channel, json.dumps([key, value, expires]))
             await pipe.execute()
 
-    async def revoke_token(self, jti: str, ttl_s: float) -> None:
-        await self._set(f"jti:{jti}", "1", ttl_s)
-
-    async def revoke_family(self, family_id: str, ttl_s: float) -> None:
-        await self._set(f"fam:{family_id}", "1", ttl_s)
-
-    async def revoke_user_before(self, user_id: str, when: float, ttl_s: float) -> None:
-        await self._set(f"usr:{user_id}", repr(when), ttl_s)
-
-    async def is_revoked(
-        self, *, jti: str | None, family_id: str | None, user_id: str, issued_at: float
-    ) -> bool:
-        return self._entries.is_revoked(jti, family_id, user_id, issued_at)
-
     async def aclose(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
@@ -163,7 +172,7 @@ class RedisRevocationStore:
         await self._redis.aclose()
 
 
-class DatabaseRevocationStore:
+class DatabaseRevocationStore(_MirroredStore):
     """Embedded mode is one process: every entry lives in a dict (checks cost a lookup) and in the
     database (so a restart does not bring a revoked token back)."""
 
@@ -193,20 +202,6 @@ class DatabaseRevocationStore:
     def _save(self, key: str, value: str, expires: float) -> None:
         with self._db.session() as session, session.begin():
             session.merge(RevokedToken(key=key, value=value, expires_at=datetime.fromtimestamp(expires, UTC)))
-
-    async def revoke_token(self, jti: str, ttl_s: float) -> None:
-        await self._set(f"jti:{jti}", "1", ttl_s)
-
-    async def revoke_family(self, family_id: str, ttl_s: float) -> None:
-        await self._set(f"fam:{family_id}", "1", ttl_s)
-
-    async def revoke_user_before(self, user_id: str, when: float, ttl_s: float) -> None:
-        await self._set(f"usr:{user_id}", repr(when), ttl_s)
-
-    async def is_revoked(
-        self, *, jti: str | None, family_id: str | None, user_id: str, issued_at: float
-    ) -> bool:
-        return self._entries.is_revoked(jti, family_id, user_id, issued_at)
 
     async def aclose(self) -> None:
         self._entries = _Entries()
