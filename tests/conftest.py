@@ -71,8 +71,27 @@ def pg_schema() -> Iterator[str]:
     yield schema
     engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        # A session still holding a lock in the schema would make DROP wait forever: fail instead,
+        # naming who holds it.
+        connection.execute(text("SET LOCAL lock_timeout = '20s'"))
+        try:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        except Exception as exc:
+            raise AssertionError(f"schema {schema} still in use: {_pg_activity()}") from exc
     engine.dispose()
+
+
+def _pg_activity() -> list[tuple[object, ...]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT pid, state, wait_event, xact_start, left(query, 120) FROM pg_stat_activity")
+        )
+        activity = [tuple(row) for row in rows]
+    engine.dispose()
+    return activity
 
 
 @pytest.fixture
