@@ -1,4 +1,4 @@
-"""The `fimum` command: serve, config, models, and the image modes.
+"""The `fimum` command: serve, config, models, the image modes, and the retention clean-up.
 
 Exit codes: 0 ok, 1 the operation failed (model missing, download failed, cancelled), 2 bad input
 or bad configuration. Errors are one line on stderr, never a traceback.
@@ -131,6 +131,67 @@ def _worker_devices(spec: str) -> list[str]:
 
     count = torch.cuda.device_count()
     return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+
+
+@app.command()
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be deleted; delete nothing.")
+    ] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Age limit instead of the configured filesystem_ttl: 7d, 12h, 30m, 90s or seconds.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Delete images, jobs (with their prompts) and leftover files older than the retention TTL."""
+    from fimum_ai.cli_accounts import _database
+    from fimum_ai.images.retention import parse_age, run_cleanup
+    from fimum_ai.images.storage import ImageStore
+
+    try:
+        age = parse_age(older_than) if older_than is not None else None
+    except ValueError as exc:
+        fail(f"--older-than: {exc}", code=2)
+    with _database() as (settings, database):
+        report = run_cleanup(database, ImageStore(settings.data_dir), older_than_s=age, dry_run=dry_run)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    if report.skipped == "keep forever":
+        out.print("image_generation.caching.filesystem_ttl is 0: everything is kept; nothing to do")
+        return
+    if report.skipped:
+        out.print(f"nothing done: {report.skipped}")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    cutoff = report.cutoff.strftime("%Y-%m-%d %H:%M:%S UTC") if report.cutoff else "-"
+    table = Table("what", verb, title=f"created or finished before {cutoff}")
+    table.add_row("images", str(report.images))
+    table.add_row("jobs (with their prompts)", str(report.jobs))
+    table.add_row("image files", str(report.files))
+    table.add_row("leftover uploads", str(report.uploads))
+    table.add_row("files without a row", str(report.orphans))
+    if not dry_run:
+        table.add_row("empty folders", str(report.folders))
+    table.add_row("space freed", _size(report.bytes_freed))
+    out.print(table)
+    if dry_run:
+        out.print("dry run: nothing was deleted")
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    value = n / 1000
+    for unit in ("kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            break
+        value /= 1000
+    return f"{value:.1f} {unit}"
 
 
 @config_app.command("show")

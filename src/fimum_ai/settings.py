@@ -265,6 +265,10 @@ class Settings(BaseSettings):
     modem_timeout_s: float = Field(10.0, gt=0)
     # A running image job whose worker sent no heartbeat for this long is taken as dead and retried.
     worker_lease_s: float = Field(120.0, ge=1.0)
+    # How often the retention clean-up (images and prompts older than
+    # image_generation.caching.filesystem_ttl) runs: in the embedded server, and in distributed
+    # mode's workers (one of them per interval). 0 = never on its own; run `fimum cleanup` instead.
+    cleanup_interval_s: float = Field(3600.0, ge=0.0)
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
 
@@ -284,6 +288,13 @@ class Settings(BaseSettings):
             _YamlSource(settings_cls),
             file_secret_settings,
         )
+
+    @field_validator("cleanup_interval_s")
+    @classmethod
+    def _cleanup_interval_is_off_or_sane(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (no scheduled clean-up) or at least 1 second")
+        return value
 
     @property
     def signup_policy(self) -> Literal["open", "invite", "closed"]:

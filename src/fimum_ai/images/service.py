@@ -26,8 +26,9 @@ from fimum_ai.images.jobs import CeleryJobQueue, JobQueue, LocalJobQueue, priori
 from fimum_ai.images.model_store import model_version
 from fimum_ai.images.provider import EngineProvider
 from fimum_ai.images.requests import CommonParams, GenerateParams, resolve
+from fimum_ai.images.retention import CleanupSchedule, is_expired
 from fimum_ai.images.safety import SafetyService
-from fimum_ai.images.storage import ImageStore, preserved_to_json, write_atomic
+from fimum_ai.images.storage import ImageStore, preserved_to_json, unreferenced_files, write_atomic
 from fimum_ai.images.uploads import UploadedImage, sanitized_png
 from fimum_ai.limits import QuotaService, Reservation
 from fimum_ai.settings import Settings
@@ -59,12 +60,20 @@ class ImageService:
             self.queue = LocalJobQueue(
                 database, provider, self.store, self.bus, quotas, self.safety, self.cache
             )
+        # Retention clean-up: here in embedded mode; distributed mode's workers run it (task_queue).
+        self.retention: CleanupSchedule | None = None
+        if isinstance(self.queue, LocalJobQueue) and CleanupSchedule.wanted(settings):
+            self.retention = CleanupSchedule(database, self.store, settings.cleanup_interval_s)
 
     async def start(self) -> None:
         await self.bus.start()
         await self.queue.start()
+        if self.retention is not None:
+            await self.retention.start()
 
     async def stop(self) -> None:
+        if self.retention is not None:
+            await self.retention.stop()
         await self.queue.stop()
         await self.bus.aclose()
         if self.cache is not None:
@@ -177,16 +186,20 @@ class ImageService:
         """A completed job for the cached images; another user's are linked into this user's gallery."""
         now = datetime.now(UTC)
         with self.db.session() as session, session.begin():
-            rows = {r.id: r for r in session.scalars(select(StoredImage).where(StoredImage.id.in_(ids)))}
-            if len(rows) != len(ids) or not all(
-                self.store.path(r.original_path).is_file() for r in rows.values()
-            ):
-                return None  # deleted since: generate again
+            # Locked until this job is stored: the retention clean-up skips them meanwhile, or, if it
+            # holds them, this waits and finds them gone.
+            query = select(StoredImage).where(StoredImage.id.in_(ids)).order_by(StoredImage.id)
+            rows = {r.id: r for r in session.scalars(query.with_for_update())}
+            if len(rows) != len(ids) or not all(self._servable(r) for r in rows.values()):
+                return None  # deleted, or past the retention TTL: generate again
             own: list[str] = []
             for image_id in ids:
                 row = rows[image_id]
                 if row.user_id != principal.user_id:
-                    row = self.store.link_copy(row, principal.user_id)
+                    try:
+                        row = self.store.link_copy(row, principal.user_id)
+                    except FileNotFoundError:
+                        return None  # its files went meanwhile (nothing is stored: a miss)
                     session.add(row)
                 own.append(row.id)
             job = ImageJob(
@@ -206,6 +219,13 @@ class ImageService:
             )
             session.add(job)
         return job
+
+    def _servable(self, row: StoredImage) -> bool:
+        """Its files are there and the retention clean-up is not about to take it (a minute's margin:
+        a response must not list an image that is gone when the client fetches it)."""
+        if is_expired(row.created_at, self.settings, margin_s=60.0):
+            return False
+        return self.store.path(row.original_path).is_file() and self.store.path(row.thumbnail_path).is_file()
 
     def _store_inputs(
         self, user_id: str, job_id: str, image: UploadedImage | None, mask: Image.Image | None, preserve: bool
@@ -406,14 +426,7 @@ class ImageService:
                     raise NotFound("no such image")
                 session.delete(row)
                 session.flush()
-                shared = session.scalar(
-                    select(func.count())
-                    .select_from(StoredImage)
-                    .where(StoredImage.original_path == row.original_path)
-                )
-            if shared:  # a duplicate or a cache copy still shows these pixels
-                self.store.delete(row.metadata_path, row.source_path)
-            else:
-                self.store.delete(row.original_path, row.thumbnail_path, row.metadata_path, row.source_path)
+                loose = unreferenced_files(session, [row])  # a duplicate may still show these pixels
+            self.store.delete(*loose)  # after the commit: never a row without its files
 
         await asyncio.to_thread(run)

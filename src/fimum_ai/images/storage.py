@@ -12,15 +12,21 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from fimum_ai.images.results import ImageMetadata
 from fimum_ai.images.uploads import PreservedMetadata
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from fimum_ai.db import StoredImage
 
 THUMBNAIL_SIZE = (256, 256)
 
@@ -144,14 +150,21 @@ class ImageStore:
             "thumbnail_path": str(folder / f"{new_id}_thumbnail.jpg"),
             "metadata_path": str(folder / f"{new_id}_metadata.json"),
         }
-        for name, target in paths.items():
-            source = self.path(getattr(row, name))
-            destination = self.path(target)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, destination)
-            except OSError:
-                write_atomic(destination, source.read_bytes())
+        made: list[Path] = []
+        try:
+            for name, target in paths.items():
+                source = self.path(getattr(row, name))
+                destination = self.path(target)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(source, destination)
+                except OSError:
+                    write_atomic(destination, source.read_bytes())  # FileNotFoundError: source gone
+                made.append(destination)
+        except BaseException:
+            for path in made:  # no half copy left behind (the caller treats it as a cache miss)
+                path.unlink(missing_ok=True)
+            raise
         return StoredImage(
             id=new_id,
             user_id=user_id,
@@ -177,6 +190,63 @@ class ImageStore:
         for relative in relatives:
             if relative:
                 self.path(relative).unlink(missing_ok=True)
+
+    def remove(self, relatives: Iterable[str], *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete these files (or only count them: `dry_run`); returns (files, bytes freed). A file
+        with other hard links frees nothing yet (a cache copy of another user shares its inode)."""
+        files = freed = 0
+        for relative in relatives:
+            if not relative or Path(relative).is_absolute() or ".." in Path(relative).parts:
+                continue  # paths come from our own rows; never follow one out of data_dir
+            path = self.path(relative)
+            try:
+                stat = path.lstat()
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue  # already gone (another clean-up, a user's delete): nothing to count
+            files += 1
+            freed += stat.st_size if stat.st_nlink <= 1 else 0
+        return files, freed
+
+
+def row_files(row: StoredImage) -> list[str]:
+    """Every file a gallery row points at (a duplicate's original and thumbnail are its twin's)."""
+    paths = (row.original_path, row.thumbnail_path, row.metadata_path, row.source_path)
+    return [p for p in paths if p]
+
+
+def referenced_paths(session: Session, paths: Iterable[str], *where: Any) -> set[str]:
+    """Those of `paths` that some row (matching `where`) points at, as this session sees the table."""
+    from sqlalchemy import or_, select
+
+    from fimum_ai.db import StoredImage
+
+    wanted = sorted(set(paths))
+    lookup = set(wanted)
+    columns = (
+        StoredImage.original_path,
+        StoredImage.thumbnail_path,
+        StoredImage.metadata_path,
+        StoredImage.source_path,
+    )
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # bounded statement size on both databases
+        chunk = wanted[start : start + 500]
+        query = select(*columns).where(or_(*(c.in_(chunk) for c in columns)), *where)
+        for row in session.execute(query):
+            found.update(p for p in row if p in lookup)
+    return found
+
+
+def unreferenced_files(session: Session, rows: Iterable[StoredImage]) -> list[str]:
+    """Files of these rows, deleted and flushed in `session`, that no remaining row points at: the
+    ones to remove once the transaction commits (a duplicate or cache copy may still need the rest).
+    Rows first, files after the commit: a crash in between leaves files without a row (swept by
+    retention), never a row without its files."""
+    paths = {p for row in rows for p in row_files(row)}
+    kept = referenced_paths(session, paths)
+    return sorted(paths - kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,10 @@ requeued when their worker process dies; the engine is loaded once per worker pr
 
 A task does not name a job: `run_next` runs the best queued job at that moment (see JobRunner), so
 one task per submitted job keeps every node busy while the database decides the order. A sweeper
-thread in every worker puts jobs of dead workers back in the queue and sends a task for each.
+thread in every worker puts jobs of dead workers back in the queue and sends a task for each, and
+starts the retention clean-up (fimum_ai.images.retention) every `cleanup_interval_s`: a Redis key
+gives one worker of the cluster the turn per interval, and the clean-up's PostgreSQL advisory lock
+keeps two runs from overlapping.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,8 @@ class _Worker:
     database: Database
     runner: JobRunner
     stop: threading.Event
+    cleanup_due: float | None = None  # time.monotonic() of the next retention clean-up
+    cleaner: threading.Thread | None = None
 
 
 _state: _Worker | None = None
@@ -94,6 +100,56 @@ def _sweep(state: _Worker) -> None:
                 app.send_task(RUN_NEXT)
         except Exception:
             log.exception("the sweeper could not check for interrupted jobs")
+        _clean_if_due(state)
+
+
+def _clean_if_due(state: _Worker) -> None:
+    """The retention clean-up, shortly after start and then every `cleanup_interval_s`, in a thread of
+    its own (so a long clean-up never delays the recovery of interrupted jobs)."""
+    from fimum_ai.images.retention import FIRST_RUN_DELAY_S, CleanupSchedule
+
+    settings = state.settings
+    if not CleanupSchedule.wanted(settings):
+        return
+    now = time.monotonic()
+    if state.cleanup_due is None:
+        state.cleanup_due = now + min(settings.cleanup_interval_s, FIRST_RUN_DELAY_S)
+    if now < state.cleanup_due or (state.cleaner is not None and state.cleaner.is_alive()):
+        return
+    state.cleanup_due = now + settings.cleanup_interval_s
+    if not _cluster_turn(settings):
+        return  # another worker has run it within this interval
+    state.cleaner = threading.Thread(target=_clean, args=(state,), name="fimum-retention", daemon=True)
+    state.cleaner.start()
+
+
+def _cluster_turn(settings: Settings) -> bool:
+    """True for the one worker of the cluster that takes this interval's clean-up (SET NX with expiry)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    try:
+        turn = client.set(
+            f"{settings.redis_prefix}retention:turn",
+            f"{socket.gethostname()}:{os.getpid()}",
+            nx=True,
+            px=max(1000, int(settings.cleanup_interval_s * 1000)),
+        )
+        return bool(turn)
+    except Exception:
+        log.warning("could not reach Redis for the retention clean-up's turn; trying later", exc_info=True)
+        return False
+    finally:
+        client.close()
+
+
+def _clean(state: _Worker) -> None:
+    from fimum_ai.images.retention import run_cleanup
+
+    try:
+        run_cleanup(state.database, ImageStore(state.settings.data_dir), stop=state.stop)
+    except Exception:
+        log.exception("the retention clean-up failed; it runs again at the next interval")
 
 
 @app.task(name=RUN_NEXT)  # type: ignore[untyped-decorator]
