@@ -9,6 +9,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,21 +200,37 @@ def test_a_failed_job_gives_the_quota_back(backend: str, image_workers: list[Any
         assert jobs[0]["status"] == "failed" and jobs[0]["error"]["code"] == "model_not_installed"
 
 
-def test_higher_tiers_first_then_round_robin_between_users(with_tiny_models: Path) -> None:
+@pytest.mark.parametrize("max_batch", [1, 2])
+def test_higher_tiers_first_then_round_robin_between_users(
+    with_tiny_models: Path, max_batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGE_MAX_BATCH_SIZE", str(max_batch))
     with TestClient(create_app(load_settings())) as client:
         busy = auth_headers(client, "busy@example.com", tier="pro")
         other = auth_headers(client, "other@example.com", tier="pro")
         boss = auth_headers(client, "boss@example.com", tier="enterprise")
-        blocker = submit(client, busy)  # occupies the worker while the rest queue up
+        blocker = submit(client, busy, steps=60)  # occupies the worker while the rest queue up
         wait_status(client, blocker["id"], busy, "running")
         later = [submit(client, busy), submit(client, busy), submit(client, other), submit(client, boss)]
-        finished = [
-            wait_status(client, j["id"], h, "completed")
-            for j, h in zip(later, [busy, busy, other, boss], strict=True)
+        headers = [busy, busy, other, boss]
+        finished = [wait_status(client, j["id"], h, "completed") for j, h in zip(later, headers, strict=True)]
+        batches = [
+            client.get(f"/api/v1/images/{j['image_ids'][0]}", headers=h)
+            .json()["metadata"]["parameters"]
+            .get("dynamic_batch")
+            for j, h in zip(finished, headers, strict=True)
         ]
     order = [j["id"] for j in sorted(finished, key=lambda j: j["started_at"])]
-    # Enterprise first; then the user who has not been served yet; then the busy user's jobs.
+    # Enterprise first; then the user who has not been served yet; then the busy user's jobs. With
+    # dynamic batching (2 images a batch) the batches are [boss, other] and [busy, busy].
     assert order == [later[3]["id"], later[2]["id"], later[0]["id"], later[1]["id"]]
+    if max_batch == 1:
+        assert batches == [None] * 4
+    else:
+        assert batches == [{"jobs": 2, "images": 2}] * 4
+        started = [datetime.fromisoformat(j["started_at"]) for j in finished]
+        assert abs(started[3] - started[2]).total_seconds() < 1  # claimed together
+        assert abs(started[1] - started[0]).total_seconds() < 1
 
 
 def test_queued_and_interrupted_jobs_survive_a_restart(with_tiny_models: Path) -> None:

@@ -163,6 +163,59 @@ class Progress:
         return callback
 
 
+class BatchProgress:
+    """Several jobs run as one batch: each job gets its own progress events (with a preview of its
+    own first image) and its own cancel. A cancelled job is dropped from the reporting at once and
+    its images are thrown away at the end; the batch itself stops only when every job is cancelled."""
+
+    def __init__(self, runs: list[Progress], parts: list[slice]) -> None:
+        self.runs = runs
+        self.parts = parts
+        self.cancelled = [False] * len(runs)
+        self.total = max(run.total for run in runs)
+        self._step = 0
+
+    @property
+    def step(self) -> int:
+        return self._step
+
+    @step.setter
+    def step(self, value: int) -> None:  # an out-of-memory retry rewinds every job
+        self._step = value
+        for run in self.runs:
+            run.step = value
+
+    def check(self) -> None:
+        for index, run in enumerate(self.runs):
+            if not self.cancelled[index]:
+                try:
+                    run.check()
+                except Cancelled:
+                    self.cancelled[index] = True
+        if all(self.cancelled):
+            raise Cancelled
+
+    def advance(self, stage: str, latents: Any, scheduler: Any, factors: Any) -> None:
+        self._step += 1
+        for index, run in enumerate(self.runs):
+            if self.cancelled[index]:
+                continue
+            own = latents[self.parts[index]] if isinstance(latents, torch.Tensor) else latents
+            try:
+                run.advance(stage, own, scheduler, factors)
+            except Cancelled:
+                self.cancelled[index] = True
+        if all(self.cancelled):
+            raise Cancelled
+
+    def on_step_end(self, stage: str) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        def callback(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            self.advance(stage, tensors.get("latents"), pipe.scheduler, SDXL_FACTORS)
+            return {}
+
+        return callback
+
+
 @dataclass
 class Peak:
     vram: int | None = None

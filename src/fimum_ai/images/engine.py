@@ -31,7 +31,13 @@ image runs through the UNet on its own. Batched matrix products with a handful o
 time embeddings) pick different kernels for different batch sizes and change the last bits of the
 result, so batching several images through one UNet call would make an image differ from its
 replay with batch_size=1. Running images one by one makes every image of a batch pixel-identical
-to its replay on the same device and precision, whatever `generation.batch_size` is.
+to its replay on the same device and precision, whatever the request's `batch_size` is.
+
+Dynamic batching (FR-IMG-003) is the one exception, and it is explicit: `text_to_image_batch` runs
+several compatible jobs (`images/batching.py`) through one pipeline call, up to
+`generation.batch_size` images, each with its own prompt and generator, for GPU throughput. Its
+images carry `parameters["dynamic_batch"]` and may differ from a solo replay in those last bits;
+`IMAGE_MAX_BATCH_SIZE=1` turns dynamic batching off.
 
 Progress: a `ProgressEvent` after every denoising step of every stage (base, refiner, upscale
 tiles) with the step counted over the whole run, and every `preview_every` steps a small JPEG
@@ -72,6 +78,7 @@ from PIL import Image
 from fimum_ai.errors import GenerationCancelled, GpuOutOfMemory, InvalidInput, ModelNotInstalled
 from fimum_ai.images import _imaging as im
 from fimum_ai.images._runtime import (
+    BatchProgress,
     Cancelled,
     Peak,
     Progress,
@@ -81,6 +88,7 @@ from fimum_ai.images._runtime import (
     resolve_precision,
 )
 from fimum_ai.images._tiling import BandBlender, TileGrid, ramp_weights
+from fimum_ai.images.batching import BatchItem, batch_key
 from fimum_ai.images.model_store import ModelSet, is_model_dir, model_version
 from fimum_ai.images.progress import CancelToken, ProgressCallback
 from fimum_ai.images.requests import (
@@ -403,10 +411,17 @@ class ImageEngine:
         warmup = n - steps * order
         return sum(1 for i in range(n) if i == n - 1 or ((i + 1) > warmup and (i + 1) % order == 0))
 
-    def _call(self, pipe: Any, run: Progress, generator: torch.Generator, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        pipe: Any,
+        run: Progress | BatchProgress,
+        generator: torch.Generator | list[torch.Generator],
+        **kwargs: Any,
+    ) -> Any:
         """One pipeline call; on CUDA out-of-memory, retry once with VAE tiling + attention slicing."""
         self._activate(pipe)
-        state, step = generator.get_state(), run.step
+        generators = generator if isinstance(generator, list) else [generator]
+        states, step = [g.get_state() for g in generators], run.step
         try:
             return pipe(generator=generator, **kwargs)
         except torch.OutOfMemoryError:
@@ -415,7 +430,8 @@ class ImageEngine:
         # Outside the except block: the failed attempt's tensors are unreachable now.
         log.warning("CUDA out of memory: retrying with VAE tiling and attention slicing")
         self._empty_cache()
-        generator.set_state(state)
+        for g, state in zip(generators, states, strict=True):
+            g.set_state(state)
         run.step = step
         self._notes["memory_fallback"] = True
         with self._low_memory(pipe):
@@ -450,7 +466,7 @@ class ImageEngine:
             torch.cuda.empty_cache()
 
     @contextmanager
-    def _session(self, run: Progress) -> Iterator[Peak]:
+    def _session(self, run: Progress | BatchProgress) -> Iterator[Peak]:
         """Lock, peak-memory measurement and cancellation for one public call."""
         with self._lock:
             self._notes = {}
@@ -583,7 +599,7 @@ class ImageEngine:
                 for index in range(resolved.batch_size):
                     run.check()
                     generator = torch.Generator("cpu").manual_seed(resolved.seed + index)
-                    image = self._base_and_refiner(pipes, resolved, generator, run_w, run_h, refine, run)
+                    image = self._base_and_refiner(pipes, resolved, generator, run_w, run_h, refine, run)[0]
                     if use_x4:
                         image = self._upscale_tiled(
                             image,
@@ -620,21 +636,109 @@ class ImageEngine:
                 "text-to-image", images, resolved, parameters, elapsed, peak, refined=refine
             )
 
+    def text_to_image_batch(self, items: list[BatchItem]) -> list[GenerationResult | GenerationCancelled]:
+        """Several compatible text-to-image jobs as one pipeline call (dynamic batching): one outcome
+        per item, in order: its result, or GenerationCancelled when that item was cancelled (the
+        others go on). Raises GenerationCancelled when all were, InvalidInput when the items are
+        not compatible or hold more than `generation.batch_size` images."""
+        keys = {batch_key(item.params, self._config) for item in items}
+        if not items or len(keys) != 1 or None in keys:
+            raise InvalidInput("these jobs cannot run as one batch (different size, steps or settings)")
+        resolved = [resolve(item.params, self._config) for item in items]
+        count = sum(r.batch_size for r in resolved)
+        if count > self._config.generation.batch_size:
+            raise InvalidInput(
+                f"a batch holds at most {self._config.generation.batch_size} images (IMAGE_MAX_BATCH_SIZE)"
+            )
+        params = items[0].params
+        with self._lock:
+            pipes = self._loaded()
+            fraction = self._config.generation.refiner_fraction
+            refine = pipes.refiner is not None and params.refine is not False
+            configs = pipes.scheduler_configs
+            steps = self._count_steps(
+                configs["base"], resolved[0].scheduler, resolved[0].steps, end=fraction if refine else None
+            )
+            if refine:
+                steps += self._count_steps(
+                    configs["refiner"], resolved[0].scheduler, resolved[0].steps, start=fraction
+                )
+            parts, start = [], 0
+            for r in resolved:
+                parts.append(slice(start, start + r.batch_size))
+                start += r.batch_size
+            run = BatchProgress(
+                [self._new_progress(steps, item.progress, item.cancel) for item in items], parts
+            )
+            prompts = [r.prompt for r in resolved for _ in range(r.batch_size)]
+            negatives = [r.negative_prompt for r in resolved for _ in range(r.batch_size)]
+            generators = [
+                torch.Generator("cpu").manual_seed(r.seed + i) for r in resolved for i in range(r.batch_size)
+            ]
+            started = time.perf_counter()
+            with self._session(run) as peak:
+                images = self._base_and_refiner(
+                    pipes,
+                    resolved[0],
+                    generators,
+                    params.width,
+                    params.height,
+                    refine,
+                    run,
+                    prompts=(prompts, negatives if resolved[0].negative_prompt else None),
+                )
+            elapsed = time.perf_counter() - started
+            self._log_run("text-to-image batch", len(images), elapsed)
+            outcomes: list[GenerationResult | GenerationCancelled] = []
+            for index, (r, part) in enumerate(zip(resolved, parts, strict=True)):
+                if run.cancelled[index]:
+                    outcomes.append(
+                        GenerationCancelled(
+                            f"generation cancelled after {run.runs[index].step} of {steps} steps",
+                            details={"step": run.runs[index].step, "total": steps},
+                        )
+                    )
+                    continue
+                parameters: dict[str, Any] = {
+                    **r.as_dict(),
+                    "width": params.width,
+                    "height": params.height,
+                    "refine": refine,
+                    "dynamic_batch": {"jobs": len(items), "images": count},
+                }
+                if refine:
+                    parameters["refiner_fraction"] = fraction
+                elif pipes.refiner is None:
+                    parameters["refine_skipped"] = "no refiner installed"
+                outcomes.append(
+                    self._batch_result(
+                        "text-to-image", images[part], r, parameters, elapsed, peak, refined=refine
+                    )
+                )
+            return outcomes
+
     def _base_and_refiner(
         self,
         pipes: _Pipes,
         resolved: Resolved,
-        generator: torch.Generator,
+        generator: torch.Generator | list[torch.Generator],
         width: int,
         height: int,
         refine: bool,
-        run: Progress,
-    ) -> Image.Image:
+        run: Progress | BatchProgress,
+        *,
+        prompts: tuple[list[str], list[str] | None] | None = None,
+    ) -> list[Image.Image]:
+        """The base (and the refiner) for one image, or for a batch given `prompts` (prompts and
+        negative prompts, one per image) and one generator per image."""
         base = pipes.base
         base.scheduler = self._scheduler(pipes.scheduler_configs["base"], resolved.scheduler)
+        prompt, negative = (
+            prompts if prompts is not None else (resolved.prompt, resolved.negative_prompt or None)
+        )
         common: dict[str, Any] = {
-            "prompt": resolved.prompt,
-            "negative_prompt": resolved.negative_prompt or None,
+            "prompt": prompt,
+            "negative_prompt": negative,
             "num_inference_steps": resolved.steps,
             "guidance_scale": resolved.guidance_scale,
             "callback_on_step_end_tensor_inputs": ["latents"],
@@ -651,7 +755,7 @@ class ImageEngine:
             **({"denoising_end": fraction, "output_type": "latent"} if refine else {"output_type": "pil"}),
         )
         if not refine:
-            return _rgb(out.images[0])
+            return [_rgb(image) for image in out.images]
         refiner = pipes.refiner
         assert refiner is not None
         refiner.scheduler = self._scheduler(pipes.scheduler_configs["refiner"], resolved.scheduler)
@@ -665,7 +769,7 @@ class ImageEngine:
             callback_on_step_end=run.on_step_end("refiner"),
             output_type="pil",
         )
-        return _rgb(out.images[0])
+        return [_rgb(image) for image in out.images]
 
     # ------------------------------------------------------------------------------ edit modes
 

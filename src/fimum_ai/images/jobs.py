@@ -4,6 +4,10 @@ running when the process died is retried once, then failed).
 
 Scheduling: the highest tier first (Enterprise, Pro, Free), and inside a tier round-robin between
 users (the user served longest ago goes next), so one user's pile of batches cannot starve others.
+
+Dynamic batching (FR-IMG-003): a worker that takes a text-to-image job also takes the queued jobs
+that can share its pipeline call (`images/batching.py`), in scheduling order, up to
+`IMAGE_MAX_BATCH_SIZE` images in all; each job keeps its own seeds, files, events and cancel.
 """
 
 from __future__ import annotations
@@ -14,20 +18,23 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from PIL import Image
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select, update
 
 from fimum_ai.db import Database, ImageJob, StoredImage
-from fimum_ai.errors import FimumError, GenerationCancelled, InvalidInput
+from fimum_ai.errors import FimumError, GenerationCancelled, GpuOutOfMemory, InvalidInput
+from fimum_ai.images.batching import BatchItem, batch_key
 from fimum_ai.images.cache import DUPLICATE_DISTANCE, ResultCache, hash_distance, perceptual_hash
 from fimum_ai.images.events import EventBus, JobEvent
-from fimum_ai.images.progress import CancelToken, ProgressEvent
+from fimum_ai.images.progress import CancelToken, ProgressCallback, ProgressEvent
 from fimum_ai.images.provider import EngineProvider
 from fimum_ai.images.requests import EditParams, GenerateParams, OutpaintParams, UpscaleParams
 from fimum_ai.images.results import GenerationResult
@@ -176,49 +183,104 @@ class JobRunner:
                     .order_by(ImageJob.created_at)
                     .limit(200)
                 ).all()
-                users = {j.user_id for j in candidates}
-                last_started = dict(
-                    session.execute(
-                        select(ImageJob.user_id, func.max(ImageJob.started_at))
-                        .where(ImageJob.user_id.in_(users), ImageJob.started_at.is_not(None))
-                        .group_by(ImageJob.user_id)
-                    ).all()
-                )
-                never = datetime.min.replace(tzinfo=UTC)
-                job = min(
-                    candidates,
-                    key=lambda j: (_aware(last_started.get(j.user_id)) or never, j.created_at),
-                )
-                now = datetime.now(UTC)
-                claimed = session.execute(
-                    update(ImageJob)
-                    .where(ImageJob.id == job.id, ImageJob.status == "queued")
-                    .values(
-                        status="running",
-                        started_at=now,
-                        heartbeat_at=now,
-                        attempts=ImageJob.attempts + 1,
-                        worker=self.name,
-                    )
-                )
-                if getattr(claimed, "rowcount", 0) == 1:
-                    session.refresh(job)
+                job = _in_turn(session, candidates)[0]
+                if self._claim(session, job):
                     return job
         return None
 
-    def run(self, job: ImageJob) -> None:
-        token = CancelToken()
-        self._running[job.id] = token
-        done = threading.Event()
-        # The heartbeat runs beside the job, so loading a model or a slow step never looks like death.
-        beat = threading.Thread(
-            target=self._beat, args=(job.id, token, done), name="job-heartbeat", daemon=True
+    def _claim(self, session: Any, job: ImageJob) -> bool:
+        """Mark a queued job as ours (False when another worker was quicker)."""
+        now = datetime.now(UTC)
+        claimed = session.execute(
+            update(ImageJob)
+            .where(ImageJob.id == job.id, ImageJob.status == "queued")
+            .values(
+                status="running",
+                started_at=now,
+                heartbeat_at=now,
+                attempts=ImageJob.attempts + 1,
+                worker=self.name,
+            )
         )
-        beat.start()
-        self._publish(JobEvent(job.id, "started", {"attempt": job.attempts}))
+        if getattr(claimed, "rowcount", 0) != 1:
+            return False
+        session.refresh(job)
+        return True
+
+    def claim_companions(self, job: ImageJob) -> list[ImageJob]:
+        """Queued jobs that can run in one batch with `job` (dynamic batching), claimed in
+        scheduling order until the batch holds `IMAGE_MAX_BATCH_SIZE` images."""
+        config = self._provider.config
+        if job.kind != "generate":
+            return []
         try:
-            result = self._generate(job, token)
-            image_ids = self._save(job, result)
+            params = GenerateParams.model_validate(job.params)
+        except ValidationError:
+            return []
+        key, room = batch_key(params, config), config.generation.batch_size - params.batch_size
+        if key is None or room <= 0:
+            return []
+        claimed: list[ImageJob] = []
+        with self._db.session() as session, session.begin():
+            candidates = session.scalars(
+                select(ImageJob)
+                .where(ImageJob.status == "queued", ImageJob.kind == "generate", ImageJob.id != job.id)
+                .order_by(ImageJob.priority.desc(), ImageJob.created_at)
+                .limit(100)
+            ).all()
+            for candidate in _in_turn(session, candidates):
+                try:
+                    other = GenerateParams.model_validate(candidate.params)
+                except ValidationError:
+                    continue
+                if (
+                    other.batch_size <= room
+                    and batch_key(other, config) == key
+                    and self._claim(session, candidate)
+                ):
+                    claimed.append(candidate)
+                    room -= other.batch_size
+                    if room == 0:
+                        break
+        return claimed
+
+    def run(self, job: ImageJob) -> None:
+        """Run a claimed job, with the queued jobs that can share its batch."""
+        jobs = [job, *self.claim_companions(job)]
+        tokens = {j.id: CancelToken() for j in jobs}
+        self._running.update(tokens)
+        done = threading.Event()
+        # The heartbeat runs beside the jobs, so loading a model or a slow step never looks like death.
+        beat = threading.Thread(target=self._beat, args=(tokens, done), name="job-heartbeat", daemon=True)
+        beat.start()
+        for each in jobs:
+            self._publish(JobEvent(each.id, "started", {"attempt": each.attempts}))
+        try:
+            if len(jobs) > 1:
+                try:
+                    outcomes = self._generate_batch(jobs, tokens)
+                except GpuOutOfMemory:
+                    log.warning("a dynamic batch ran out of GPU memory: running its jobs one by one")
+                else:
+                    for each, outcome in zip(jobs, outcomes, strict=True):
+                        self._conclude(each, outcome)
+                    return
+            for each in jobs:
+                self._conclude(each, _outcome(partial(self._generate, each, tokens[each.id])))
+        finally:
+            done.set()
+            beat.join(5)
+            for each in jobs:
+                self._running.pop(each.id, None)
+                if self._status(each.id) != "queued":
+                    self._store.delete(*(each.inputs or {}).get("files", []))
+
+    def _conclude(self, job: ImageJob, outcome: GenerationResult | Exception) -> None:
+        """Store a job's images and announce its end, or record why it ended without them."""
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
+            image_ids = self._save(job, outcome)
         except GenerationCancelled:
             if self.stopping.is_set():
                 self._requeue(job)  # the server is shutting down: the job runs again after the restart
@@ -238,15 +300,28 @@ class JobRunner:
             self._remember(job, image_ids)
             self._store.delete(*(job.inputs or {}).get("files", []))  # before anyone hears it ended
             self._publish(JobEvent(job.id, "completed", {"images": image_ids}))
-        finally:
-            done.set()
-            beat.join(5)
-            self._running.pop(job.id, None)
-            if self._status(job.id) != "queued":
-                self._store.delete(*(job.inputs or {}).get("files", []))
 
-    def _generate(self, job: ImageJob, token: CancelToken) -> GenerationResult:
-        engine = self._provider.get()
+    def _generate_batch(
+        self, jobs: list[ImageJob], tokens: dict[str, CancelToken]
+    ) -> list[GenerationResult | Exception]:
+        """One pipeline call for compatible jobs; an error of the whole call is every job's error
+        (except running out of GPU memory: the caller then runs the jobs one by one)."""
+        try:
+            engine = self._provider.get()
+            items = [
+                BatchItem(
+                    GenerateParams.model_validate(j.params), self._reporter(j, tokens[j.id]), tokens[j.id]
+                )
+                for j in jobs
+            ]
+            return list(engine.text_to_image_batch(items))
+        except GpuOutOfMemory:
+            raise
+        except Exception as exc:
+            return [exc] * len(jobs)
+
+    def _reporter(self, job: ImageJob, token: CancelToken) -> ProgressCallback:
+        """Progress events of one job; also notices a cancel asked for through another process."""
         started = time.monotonic()
         last_beat = [started]
 
@@ -266,6 +341,11 @@ class JobRunner:
                 if self._heartbeat(job.id):
                     token.cancel()  # cancelled through another API process
 
+        return on_progress
+
+    def _generate(self, job: ImageJob, token: CancelToken) -> GenerationResult:
+        engine = self._provider.get()
+        on_progress = self._reporter(job, token)
         if job.kind == "generate":
             return engine.text_to_image(
                 GenerateParams.model_validate(job.params), progress=on_progress, cancel=token
@@ -341,13 +421,14 @@ class JobRunner:
         if key:
             self._remember_result(str(key), image_ids)
 
-    def _beat(self, job_id: str, token: CancelToken, done: threading.Event) -> None:
+    def _beat(self, tokens: dict[str, CancelToken], done: threading.Event) -> None:
         while not done.wait(min(1.0, self.lease_s / 4)):
-            try:
-                if self._heartbeat(job_id):
-                    token.cancel()
-            except Exception:
-                log.warning("heartbeat failed", exc_info=True, extra={"job_id": job_id})
+            for job_id, token in tokens.items():
+                try:
+                    if self._heartbeat(job_id):
+                        token.cancel()
+                except Exception:
+                    log.warning("heartbeat failed", exc_info=True, extra={"job_id": job_id})
 
     def _heartbeat(self, job_id: str) -> bool:
         """Record that the job is alive; True when someone asked to cancel it."""
@@ -401,6 +482,29 @@ class JobRunner:
         data = {} if status == "cancelled" else {"code": code, "message": message}
         self._store.delete(*(job.inputs or {}).get("files", []))  # before anyone hears it ended
         self._publish(JobEvent(job.id, event_type, data))  # type: ignore[arg-type]
+
+
+def _in_turn(session: Any, jobs: Sequence[ImageJob]) -> list[ImageJob]:
+    """Scheduling order: the highest tier first, then the user whose last job started longest ago,
+    then the oldest job."""
+    last_started = dict(
+        session.execute(
+            select(ImageJob.user_id, func.max(ImageJob.started_at))
+            .where(ImageJob.user_id.in_({j.user_id for j in jobs}), ImageJob.started_at.is_not(None))
+            .group_by(ImageJob.user_id)
+        ).all()
+    )
+    never = datetime.min.replace(tzinfo=UTC)
+    return sorted(
+        jobs, key=lambda j: (-j.priority, _aware(last_started.get(j.user_id)) or never, j.created_at)
+    )
+
+
+def _outcome(generate: Callable[[], GenerationResult]) -> GenerationResult | Exception:
+    try:
+        return generate()
+    except Exception as exc:
+        return exc
 
 
 def _finish(job: ImageJob, status: str, code: str | None, message: str | None) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fimum_ai.errors import ModelNotInstalled
 from fimum_ai.images.model_store import ModelSet, find_models
-from fimum_ai.settings import Settings
+from fimum_ai.settings import ImageGenerationConfig, Settings
 
 if TYPE_CHECKING:
     from fimum_ai.images.engine import ImageEngine
@@ -36,6 +36,10 @@ class EngineProvider:
         self._settings = settings
         self._engine: ImageEngine | None = None
         self._lock = threading.Lock()
+
+    @property
+    def config(self) -> ImageGenerationConfig:
+        return self._settings.image_generation
 
     def models(self) -> ModelSet | None:
         return find_models(self._settings)
