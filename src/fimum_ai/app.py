@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fimum_ai import __version__
 from fimum_ai.accounts import routes as account_routes
-from fimum_ai.accounts.auth import AuthMiddleware
+from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
 from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError
@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
     app.include_router(openai_images.router)
+    document_bearer_auth(app)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
     async def healthz() -> dict[str, Any]:
