@@ -98,7 +98,7 @@ class CleanupReport:
     bytes_freed: int = 0
     seconds: float = 0.0
     skipped: str | None = None  # why nothing was done: "keep forever", "another clean-up is running"
-    _seen: set[str] = field(default_factory=set, repr=False)
+    _seen: set[str] = field(default_factory=set, repr=False)  # a dry run's counted files
 
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_seen"}
@@ -165,9 +165,10 @@ class _Run:
         self.dry = report.dry_run
 
     def _remove(self, paths: list[str]) -> tuple[int, int]:
-        fresh = [p for p in paths if p not in self.report._seen]
-        self.report._seen.update(fresh)
-        files, freed = self.store.remove(fresh, dry_run=self.dry)
+        if self.dry:  # nothing goes, so remember what was counted (a real run finds it gone)
+            paths = [p for p in paths if p not in self.report._seen]
+            self.report._seen.update(paths)
+        files, freed = self.store.remove(paths, dry_run=self.dry)
         self.report.bytes_freed += freed
         return files, freed
 
