@@ -453,20 +453,26 @@ class JobRunner:
 
     def _duplicate(self, job: ImageJob, phash: str, fresh: list[StoredImage]) -> StoredImage | None:
         """This user's most recent near-identical image (pHash distance <= DUPLICATE_DISTANCE),
-        not counting an earlier run of this same job."""
+        not counting an earlier run of this same job. Images within an hour of the retention limit
+        are not linked to: the clean-up could delete their files before the new row exists."""
+        query = select(StoredImage).where(
+            StoredImage.user_id == job.user_id,
+            StoredImage.phash.is_not(None),
+            or_(StoredImage.job_id.is_(None), StoredImage.job_id != job.id),
+        )
+        ttl = self._provider.config.caching.filesystem_ttl
+        if ttl > 0:
+            query = query.where(
+                StoredImage.created_at > datetime.now(UTC) - timedelta(seconds=max(0, ttl - 3600))
+            )
         with self._db.session() as session:
-            recent = session.scalars(
-                select(StoredImage)
-                .where(
-                    StoredImage.user_id == job.user_id,
-                    StoredImage.phash.is_not(None),
-                    or_(StoredImage.job_id.is_(None), StoredImage.job_id != job.id),
-                )
-                .order_by(StoredImage.created_at.desc())
-                .limit(500)
-            ).all()
+            recent = session.scalars(query.order_by(StoredImage.created_at.desc()).limit(500)).all()
         for candidate in [*reversed(fresh), *recent]:
-            if candidate.phash and hash_distance(candidate.phash, phash) <= DUPLICATE_DISTANCE:
+            if (
+                candidate.phash
+                and hash_distance(candidate.phash, phash) <= DUPLICATE_DISTANCE
+                and self._store.path(candidate.original_path).is_file()
+            ):
                 return candidate
         return None
 
