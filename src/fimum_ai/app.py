@@ -19,7 +19,7 @@ from fimum_ai.accounts import routes as account_routes
 from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
 from fimum_ai.db import Database, upgrade
-from fimum_ai.errors import FimumError
+from fimum_ai.errors import FimumError, InvalidInput
 from fimum_ai.images import openai_compat as openai_images
 from fimum_ai.images import routes as image_routes
 from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
@@ -53,7 +53,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        # 400: a body FastAPI could not even parse (e.g. not UTF-8); invalid input like any other.
+        code = {400: InvalidInput.code, 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)

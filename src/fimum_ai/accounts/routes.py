@@ -8,21 +8,43 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts import api_keys
 from fimum_ai.accounts.auth import AccountsDep, AdminUser, CurrentUser
 from fimum_ai.accounts.delivery import DeliveryError, OtpMessage
 from fimum_ai.accounts.identifiers import parse_identifier
+from fimum_ai.accounts.otp import AccountDisabled, OtpAttemptsExceeded, OtpExpired, OtpInvalid
 from fimum_ai.accounts.principal import Principal
 from fimum_ai.accounts.service import Accounts
 from fimum_ai.accounts.sessions import TokenPair
 from fimum_ai.accounts.users import UserSnapshot, check_tier, create_user, get_user, list_users
-from fimum_ai.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
+from fimum_ai.errors import (
+    MALFORMED_BODY,
+    NOT_SIGNED_IN,
+    RATE_LIMITED,
+    VALIDATION_FAILED,
+    Conflict,
+    ErrorDoc,
+    Forbidden,
+    InvalidInput,
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    error_responses,
+)
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1")
+# Every route here is under /api/: the per-user (or per-IP) request limit applies to all of them.
+router = APIRouter(prefix="/api/v1", responses=error_responses(RATE_LIMITED))
+
+_BAD_IDENTIFIER = ErrorDoc.of(
+    InvalidInput, "identifier: not a valid e-mail address (The email address is not valid.)"
+)
+_ADMINS_ONLY = ErrorDoc.of(Forbidden, "administrators only")
+_SIGNED_IN = error_responses(*NOT_SIGNED_IN)
+_ADMIN = error_responses(*NOT_SIGNED_IN, _ADMINS_ONLY)
 
 REFRESH_COOKIE = "fimum_refresh"
 CSRF_COOKIE = "fimum_csrf"
@@ -30,34 +52,92 @@ CSRF_HEADER = "x-csrf-token"
 _ACCEPTED = "If this address can sign in, a code is on its way."
 
 
-class OtpRequest(BaseModel):
-    identifier: str = Field(min_length=3, max_length=320, description="E-mail address or +E.164 phone number")
-    channel: Literal["email", "sms"] | None = None
+class _Body(BaseModel):
+    # Strict, as the schema says: `"is_admin": 0` is refused (422), not coerced to false.
+    model_config = ConfigDict(strict=True)
 
 
-class OtpVerify(BaseModel):
-    identifier: str = Field(min_length=3, max_length=320)
-    code: str = Field(pattern=r"^\d{6}$", description="The 6-digit code")
+_IDENTIFIER = "E-mail address or phone number in international (+E.164) form, 3-320 characters."
 
 
-class RefreshBody(BaseModel):
-    refresh_token: str | None = Field(None, max_length=4096)
+class OtpRequest(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"identifier": "ada@example.com"}, {"identifier": "+14155550123", "channel": "sms"}]
+        }
+    )
+
+    identifier: str = Field(
+        min_length=3, max_length=320, description=_IDENTIFIER, examples=["ada@example.com", "+14155550123"]
+    )
+    channel: Literal["email", "sms"] | None = Field(
+        None,
+        description="Where to send the code; default: e-mail for an address, SMS for a phone number. "
+        "It must match the identifier.",
+        examples=["email"],
+    )
 
 
-class ApiKeyCreate(BaseModel):
-    name: str = Field("API key", min_length=1, max_length=100)
+class OtpVerify(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"identifier": "ada@example.com", "code": "123456"}]}
+    )
+
+    identifier: str = Field(
+        min_length=3,
+        max_length=320,
+        description="The identifier the code was sent to.",
+        examples=["ada@example.com"],
+    )
+    code: str = Field(
+        pattern=r"^\d{6}$", description="The 6-digit code (valid 10 minutes).", examples=["123456"]
+    )
 
 
-class UserCreate(BaseModel):
-    identifier: str = Field(min_length=3, max_length=320)
-    tier: str = "free"
-    is_admin: bool = False
+class RefreshBody(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"refresh_token": "eyJhbGciOiJIUzI1NiIs..."}]})
+
+    refresh_token: str | None = Field(
+        None,
+        max_length=4096,
+        description="The refresh token from sign-in; leave it out to use the session cookie "
+        "(then send the `fimum_csrf` cookie's value in `X-CSRF-Token`).",
+        examples=["eyJhbGciOiJIUzI1NiIs..."],
+    )
 
 
-class UserUpdate(BaseModel):
-    tier: str | None = None
-    disabled: bool | None = None
-    is_admin: bool | None = None
+class ApiKeyCreate(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Open WebUI"}]})
+
+    name: str = Field(
+        "API key",
+        min_length=1,
+        max_length=100,
+        description="A label (1-100 characters).",
+        examples=["laptop"],
+    )
+
+
+class UserCreate(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"identifier": "grace@example.com", "tier": "pro", "is_admin": False}]
+        }
+    )
+
+    identifier: str = Field(
+        min_length=3, max_length=320, description=_IDENTIFIER, examples=["grace@example.com"]
+    )
+    tier: str = Field("free", description="A configured tier: free, pro, enterprise...", examples=["pro"])
+    is_admin: bool = Field(False, description="May manage users.")
+
+
+class UserUpdate(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tier": "enterprise"}, {"disabled": True}]})
+
+    tier: str | None = Field(None, description="A configured tier.", examples=["enterprise"])
+    disabled: bool | None = Field(None, description="Disabled users cannot sign in; their sessions end.")
+    is_admin: bool | None = Field(None, description="May manage users (you cannot remove your own).")
 
 
 def delivery_name(settings: Settings, channel: Literal["email", "sms"]) -> str:
@@ -73,7 +153,18 @@ def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/otp/request", status_code=202, tags=["auth"], summary="Send a one-time sign-in code")
+@router.post(
+    "/auth/otp/request",
+    status_code=202,
+    tags=["auth"],
+    summary="Send a one-time sign-in code",
+    responses=error_responses(
+        _BAD_IDENTIFIER,
+        ErrorDoc.of(InvalidInput, "channel: sms codes need a phone number"),
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
+    ),
+)
 async def request_code(body: OtpRequest, request: Request, accounts: AccountsDep) -> dict[str, Any]:
     identifier = parse_identifier(body.identifier)
     if body.channel and body.channel != identifier.channel:
@@ -111,7 +202,20 @@ async def request_code(body: OtpRequest, request: Request, accounts: AccountsDep
     }
 
 
-@router.post("/auth/otp/verify", tags=["auth"], summary="Exchange a code for tokens")
+@router.post(
+    "/auth/otp/verify",
+    tags=["auth"],
+    summary="Exchange a code for tokens",
+    responses=error_responses(
+        ErrorDoc.of(OtpInvalid, "the code is not correct", {"attempts_left": 4}),
+        ErrorDoc.of(OtpExpired, "the code has expired; request a new one"),
+        ErrorDoc.of(OtpAttemptsExceeded, "too many wrong codes; request a new one"),
+        _BAD_IDENTIFIER,
+        ErrorDoc.of(AccountDisabled, "this account is disabled"),
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
+    ),
+)
 async def verify_code(
     body: OtpVerify, request: Request, response: Response, accounts: AccountsDep
 ) -> dict[str, Any]:
@@ -127,7 +231,20 @@ async def verify_code(
     return {**pair.body(), "user": user.public()}
 
 
-@router.post("/auth/refresh", tags=["auth"], summary="Rotate the refresh token; get a new access token")
+@router.post(
+    "/auth/refresh",
+    tags=["auth"],
+    summary="Rotate the refresh token; get a new access token",
+    responses=error_responses(
+        ErrorDoc.of(NotAuthenticated, "no refresh token: send {'refresh_token': ...} or the session cookie"),
+        ErrorDoc.of(InvalidToken, "the session has ended; sign in again", {"reason": "revoked"}),
+        ErrorDoc.of(
+            Forbidden, "CSRF check failed: send the fimum_csrf cookie's value in the X-CSRF-Token header"
+        ),
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
+    ),
+)
 async def refresh(
     request: Request,
     response: Response,
@@ -145,7 +262,13 @@ async def refresh(
     return pair.body()
 
 
-@router.post("/auth/logout", status_code=204, tags=["auth"], summary="End this session")
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    tags=["auth"],
+    summary="End this session",
+    responses=error_responses(MALFORMED_BODY, VALIDATION_FAILED),
+)
 async def logout(
     request: Request,
     accounts: AccountsDep,
@@ -159,7 +282,13 @@ async def logout(
     return response
 
 
-@router.post("/auth/logout-all", status_code=204, tags=["auth"], summary="End every session of this user")
+@router.post(
+    "/auth/logout-all",
+    status_code=204,
+    tags=["auth"],
+    summary="End every session of this user",
+    responses=_SIGNED_IN,
+)
 async def logout_all(principal: CurrentUser, accounts: AccountsDep) -> Response:
     await accounts.sessions.logout_everywhere(principal.user_id)
     response = Response(status_code=204)
@@ -167,7 +296,12 @@ async def logout_all(principal: CurrentUser, accounts: AccountsDep) -> Response:
     return response
 
 
-@router.get("/me", tags=["account"], summary="Me: tier, limits, today's usage and remaining quota")
+@router.get(
+    "/me",
+    tags=["account"],
+    summary="Me: tier, limits, today's usage and remaining quota",
+    responses=_SIGNED_IN,
+)
 async def me(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     user = await accounts.user(principal.user_id)
     if user is None:
@@ -202,7 +336,7 @@ def _limits(accounts: Accounts, tier: str) -> dict[str, int | None]:
     }
 
 
-@router.get("/me/api-keys", tags=["account"], summary="My personal API keys")
+@router.get("/me/api-keys", tags=["account"], summary="My personal API keys", responses=_SIGNED_IN)
 async def list_api_keys(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     def run() -> list[dict[str, object]]:
         with accounts.db.session() as session:
@@ -211,7 +345,13 @@ async def list_api_keys(principal: CurrentUser, accounts: AccountsDep) -> dict[s
     return {"items": await asyncio.to_thread(run), "next_cursor": None}
 
 
-@router.post("/me/api-keys", status_code=201, tags=["account"], summary="Create an API key (shown once)")
+@router.post(
+    "/me/api-keys",
+    status_code=201,
+    tags=["account"],
+    summary="Create an API key (shown once)",
+    responses=error_responses(*NOT_SIGNED_IN, MALFORMED_BODY, VALIDATION_FAILED),
+)
 async def create_api_key(body: ApiKeyCreate, principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     def run() -> dict[str, object]:
         with accounts.db.session() as session, session.begin():
@@ -221,7 +361,13 @@ async def create_api_key(body: ApiKeyCreate, principal: CurrentUser, accounts: A
     return await asyncio.to_thread(run)
 
 
-@router.delete("/me/api-keys/{key_id}", status_code=204, tags=["account"], summary="Revoke an API key")
+@router.delete(
+    "/me/api-keys/{key_id}",
+    status_code=204,
+    tags=["account"],
+    summary="Revoke an API key",
+    responses=error_responses(*NOT_SIGNED_IN, ErrorDoc.of(NotFound, "no such API key"), VALIDATION_FAILED),
+)
 async def revoke_api_key(key_id: str, principal: CurrentUser, accounts: AccountsDep) -> Response:
     def run() -> None:
         with accounts.db.session() as session, session.begin():
@@ -231,7 +377,14 @@ async def revoke_api_key(key_id: str, principal: CurrentUser, accounts: Accounts
     return Response(status_code=204)
 
 
-@router.get("/admin/users", tags=["admin"], summary="All users (admins only)")
+@router.get(
+    "/admin/users",
+    tags=["admin"],
+    summary="All users (admins only)",
+    responses=error_responses(
+        ErrorDoc.of(InvalidInput, "cursor: unknown cursor"), *NOT_SIGNED_IN, _ADMINS_ONLY, VALIDATION_FAILED
+    ),
+)
 async def admin_list_users(
     _: AdminUser,
     accounts: AccountsDep,
@@ -246,7 +399,21 @@ async def admin_list_users(
     return await asyncio.to_thread(run)
 
 
-@router.post("/admin/users", status_code=201, tags=["admin"], summary="Create (invite) a user")
+@router.post(
+    "/admin/users",
+    status_code=201,
+    tags=["admin"],
+    summary="Create (invite) a user",
+    responses=error_responses(
+        _BAD_IDENTIFIER,
+        ErrorDoc.of(InvalidInput, "tier: unknown tier 'gold' (known: enterprise, free, pro)"),
+        *NOT_SIGNED_IN,
+        _ADMINS_ONLY,
+        ErrorDoc.of(Conflict, "a user with this email already exists"),
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
+    ),
+)
 async def admin_create_user(body: UserCreate, _: AdminUser, accounts: AccountsDep) -> dict[str, Any]:
     identifier = parse_identifier(body.identifier)
     check_tier(body.tier, accounts.settings.tiers)
@@ -265,7 +432,18 @@ async def admin_create_user(body: UserCreate, _: AdminUser, accounts: AccountsDe
 
 
 @router.patch(
-    "/admin/users/{user_id}", tags=["admin"], summary="Set a user's tier, admin flag or disabled flag"
+    "/admin/users/{user_id}",
+    tags=["admin"],
+    summary="Set a user's tier, admin flag or disabled flag",
+    responses=error_responses(
+        ErrorDoc.of(InvalidInput, "tier: unknown tier 'gold' (known: enterprise, free, pro)"),
+        *NOT_SIGNED_IN,
+        _ADMINS_ONLY,
+        ErrorDoc.of(Forbidden, "you cannot disable yourself or remove your own admin rights"),
+        ErrorDoc.of(NotFound, "no such user"),
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
+    ),
 )
 async def admin_update_user(
     user_id: str, body: UserUpdate, admin: AdminUser, accounts: AccountsDep

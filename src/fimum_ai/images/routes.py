@@ -17,21 +17,103 @@ from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket, Web
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from PIL import Image
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.accounts.principal import Principal
-from fimum_ai.errors import FimumError, GenerationCancelled, InvalidInput, NotAuthenticated, NotFound
+from fimum_ai.errors import (
+    MALFORMED_BODY,
+    NOT_SIGNED_IN,
+    RATE_LIMITED,
+    VALIDATION_FAILED,
+    ErrorDoc,
+    FimumError,
+    GenerationCancelled,
+    GpuOutOfMemory,
+    InvalidInput,
+    ModelNotInstalled,
+    NotAuthenticated,
+    NotFound,
+    error_responses,
+)
 from fimum_ai.images import uploads
 from fimum_ai.images.events import JobEvent
-from fimum_ai.images.provider import EngineProvider
-from fimum_ai.images.requests import EditParams, GenerateParams, OutpaintParams, UpscaleParams
+from fimum_ai.images.provider import INSTALL_HINT, EngineProvider
+from fimum_ai.images.requests import (
+    EXAMPLE_IMAGE_BASE64,
+    EXAMPLE_MASK_BASE64,
+    IMAGE_UPLOAD_GUIDE,
+    EditParams,
+    GenerateParams,
+    OutpaintParams,
+    UpscaleParams,
+)
+from fimum_ai.images.safety import ContentBlocked
 from fimum_ai.images.service import ImageService
+from fimum_ai.limits import QuotaExceeded
 from fimum_ai.settings import Settings
 
-router = APIRouter(prefix="/api/v1/image", tags=["images"])
+# Every route needs a signed-in user and counts against the per-user request limit.
+_SIGNED_IN = error_responses(*NOT_SIGNED_IN, RATE_LIMITED)
+router = APIRouter(prefix="/api/v1/image", tags=["images"], responses=_SIGNED_IN)
 R = TypeVar("R", bound=BaseModel)
+
+# --- Documented failures (the codes are the exception classes' own) ---------------------------------
+
+NO_SUCH_JOB = ErrorDoc.of(NotFound, "no such job")
+NO_SUCH_IMAGE = ErrorDoc.of(NotFound, "no such image")
+# Before anything is queued (prompt filter, preset, size), or the finished job's (image filter).
+GENERATION_REFUSED = (
+    ErrorDoc.of(
+        InvalidInput, "unknown style_preset 'oil'; known: anime, artistic, ...", {"field": "style_preset"}
+    ),
+    ErrorDoc.of(
+        ContentBlocked,
+        "The prompt was blocked by the content filter (nudity). Nothing was generated; please rephrase it.",
+        {"stage": "prompt", "category": "nudity"},
+    ),
+    MALFORMED_BODY,
+    ErrorDoc.of(GenerationCancelled, "the job was cancelled"),
+    ErrorDoc(
+        413,
+        uploads.UploadTooLarge.code,
+        "the request body is larger than the 28993366 byte limit",
+        {"limit_bytes": uploads.MAX_EDIT_BODY_BYTES},
+    ),
+    VALIDATION_FAILED,
+    ErrorDoc.of(
+        QuotaExceeded,
+        "Daily images quota reached: 5 of 5 used, 1 requested. It resets at 2025-01-02T00:00:00Z.",
+        {"kind": "images", "limit": 5, "used": 5, "requested": 1, "resets_at": "2025-01-02T00:00:00Z"},
+    ),
+    RATE_LIMITED,  # a route's own 429 replaces its router's
+    ErrorDoc.of(ModelNotInstalled, INSTALL_HINT),
+    ErrorDoc.of(
+        GpuOutOfMemory,
+        "the GPU (cuda:0) ran out of memory, even with VAE tiling and attention slicing: ...",
+        {"device": "cuda:0", "free_bytes": 52428800},
+    ),
+    ErrorDoc(503, "interrupted", "the job was interrupted twice; try again"),
+)
+UPLOAD_REFUSED = (
+    ErrorDoc.of(
+        uploads.InvalidImage,
+        "image: the image data is corrupt or unreadable",
+        {"field": "image", "reason": "corrupt"},
+    ),
+    ErrorDoc.of(InvalidInput, "image: send the image as a file part or as image_base64", {"field": "image"}),
+    ErrorDoc.of(
+        uploads.UploadTooLarge,
+        "image: the upload is larger than the 10 MiB limit",
+        {"field": "image", "limit_bytes": uploads.MAX_UPLOAD_BYTES},
+    ),
+    ErrorDoc.of(
+        uploads.UnsupportedMediaType,
+        "image: only PNG, JPEG and WebP images are accepted (this looks like image/gif)",
+        {"field": "image", "detected": "image/gif", "allowed": list(uploads.ALLOWED_TYPES)},
+    ),
+)
 
 
 async def get_provider(request: Request) -> EngineProvider:
@@ -70,8 +152,45 @@ async def get_images(request: Request) -> ImageService:
 Images = Annotated[ImageService, Depends(get_images)]
 
 
+class JobError(BaseModel):
+    code: str = Field(examples=["nsfw_content_blocked"])
+    message: str
+
+
+class JobView(BaseModel):
+    """An image job (what `async` requests answer with 202, and GET /jobs/{id})."""
+
+    id: str = Field(description="The job's id (UUID).", examples=["9b2f6c1e-3f0a-4d55-8a0e-1f2d3c4b5a69"])
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    kind: Literal["generate", "edit", "outpaint", "upscale"]
+    batch_size: int = Field(examples=[1])
+    created_at: str = Field(description="ISO 8601, UTC.")
+    started_at: str | None
+    finished_at: str | None
+    position: int | None = Field(description="Place in the queue (1 = next) while queued.", examples=[1])
+    url: str = Field(examples=["/api/v1/image/jobs/9b2f6c1e-3f0a-4d55-8a0e-1f2d3c4b5a69"])
+    websocket_url: str = Field(
+        description="Live events: queued, started, progress, completed, failed, cancelled.",
+        examples=["/api/v1/image/jobs/9b2f6c1e-3f0a-4d55-8a0e-1f2d3c4b5a69/events"],
+    )
+    image_ids: list[str] = Field(description="The results' ids once completed (GET /api/v1/images/{id}).")
+    error: JobError | None = Field(None, description="Why it failed (failed jobs only).")
+
+
+_QUEUED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": JobView,
+        "description": "Queued (with `async: true` or `Prefer: respond-async`): the job; follow it on its "
+        "`websocket_url` or `url`.",
+    }
+}
+
+
 class GenerateRequest(GenerateParams):
     """The spec's body (FR-IMG-007) plus `batch_size`, `refine` and `async`."""
+
+    # Strict, as the schema says: `"async": 0` or `"width": "512"` are refused (422), not coerced.
+    model_config = ConfigDict(strict=True)
 
     run_async: bool = Field(
         False,
@@ -104,13 +223,7 @@ def job_error(event: JobEvent) -> FimumError:
 @router.post(
     "/generate",
     summary="Text-to-image (FR-IMG-007)",
-    responses={
-        202: {
-            "description": "Queued (with `async: true` or `Prefer: respond-async`): the job and its WebSocket"
-        },
-        429: {"description": "rate_limited, or quota_exceeded (daily images) with Retry-After"},
-        503: {"description": "model_not_installed or gpu_out_of_memory"},
-    },
+    responses={**_QUEUED, **error_responses(*GENERATION_REFUSED)},
 )
 async def generate(
     body: GenerateRequest, principal: CurrentUser, images: Images, request: Request, response: Response
@@ -140,16 +253,45 @@ async def _answer(
 
 
 class _WithImage(BaseModel):
+    # Strict, as the schema says (multipart text fields are JSON-decoded first: "true", "0.5", "4").
+    model_config = ConfigDict(strict=True)
+
     image_base64: str | None = Field(
-        None, description="The input image: PNG, JPEG or WebP, base64 (a data: URL works too), at most 10 MB."
+        None,
+        description="The input image (required here or as the multipart `image` part): " + IMAGE_UPLOAD_GUIDE,
+        examples=[EXAMPLE_IMAGE_BASE64, "data:image/png;base64," + EXAMPLE_IMAGE_BASE64],
     )
-    run_async: bool = Field(False, alias="async", description="Answer 202 with the job at once.")
+    run_async: bool = Field(
+        False,
+        alias="async",
+        description="Answer 202 with the job at once instead of waiting (or send `Prefer: respond-async`).",
+    )
 
 
 class EditRequest(EditParams, _WithImage):
     """Image-to-image; with a mask, inpainting (white = repaint). FR-IMG-005/006."""
 
-    mask_base64: str | None = Field(None, description="Optional mask (white = repaint), same size or aspect.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"prompt": "the same scene in winter", "image_base64": EXAMPLE_IMAGE_BASE64, "strength": 0.6},
+                {
+                    "prompt": "a red door",
+                    "image_base64": EXAMPLE_IMAGE_BASE64,
+                    "mask_base64": EXAMPLE_MASK_BASE64,
+                    "seed": 42,
+                },
+            ]
+        }
+    )
+
+    mask_base64: str | None = Field(
+        None,
+        description="Optional inpainting mask, white = repaint, black = keep; the image's size or aspect "
+        "ratio (within 1 %). Same formats and limits as the image (any size from 1 px), or the multipart "
+        "`mask` part.",
+        examples=[EXAMPLE_MASK_BASE64],
+    )
     preserve_original: bool = Field(
         False,
         description="Keep the input's EXIF/ICC/text (minus GPS) on the result, and the input beside it.",
@@ -159,9 +301,28 @@ class EditRequest(EditParams, _WithImage):
 class OutpaintRequest(OutpaintParams, _WithImage):
     """Extend the canvas by the given pixels per side and fill the new area."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "more of the beach",
+                    "image_base64": EXAMPLE_IMAGE_BASE64,
+                    "right": 64,
+                    "bottom": 32,
+                }
+            ]
+        }
+    )
+
 
 class UpscaleRequest(UpscaleParams, _WithImage):
     """x4 (or x2) upscaling with the SD x4 upscaler, tiled."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"image_base64": EXAMPLE_IMAGE_BASE64, "scale": 4, "prompt": "a lighthouse"}]
+        }
+    )
 
 
 _FILE_FIELDS = ("image", "mask")
@@ -250,14 +411,8 @@ def _openapi_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Queued (with `async: true` or `Prefer: respond-async`)"},
-    400: {
-        "description": "invalid_image (corrupt, truncated, decompression bomb, mask mismatch), invalid_input"
-    },
-    413: {"description": "payload_too_large: an image over 10 MB"},
-    415: {"description": "unsupported_media_type: only PNG, JPEG and WebP"},
-    429: {"description": "rate_limited, or quota_exceeded (daily images) with Retry-After"},
-    503: {"description": "model_not_installed or gpu_out_of_memory"},
+    **_QUEUED,
+    **error_responses(*UPLOAD_REFUSED, *GENERATION_REFUSED),
 }
 
 
@@ -316,12 +471,20 @@ async def list_jobs(principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.jobs(principal)
 
 
-@router.get("/jobs/{job_id}", summary="One job: status, position, images when done")
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job: status, position, images when done",
+    responses=error_responses(NO_SUCH_JOB, VALIDATION_FAILED),
+)
 async def get_job(job_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.job(principal, job_id)
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job (queued: removed; running: stopped within one step)")
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job (queued: removed; running: stopped within one step)",
+    responses=error_responses(NO_SUCH_JOB, VALIDATION_FAILED),
+)
 async def cancel_job(job_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.cancel(principal, job_id)
 
@@ -394,10 +557,17 @@ def _state(job: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-gallery = APIRouter(prefix="/api/v1/images", tags=["gallery"])
+gallery = APIRouter(prefix="/api/v1/images", tags=["gallery"], responses=_SIGNED_IN)
+_IMAGE_LOOKUP = error_responses(NO_SUCH_IMAGE, VALIDATION_FAILED)
 
 
-@gallery.get("", summary="My images, newest first (cursor pagination)")
+@gallery.get(
+    "",
+    summary="My images, newest first (cursor pagination)",
+    responses=error_responses(
+        ErrorDoc.of(InvalidInput, "cursor: unknown cursor", {"field": "cursor"}), VALIDATION_FAILED
+    ),
+)
 async def list_images(
     principal: CurrentUser,
     images: Images,
@@ -407,12 +577,26 @@ async def list_images(
     return await images.gallery(principal, cursor=cursor, limit=limit)
 
 
-@gallery.get("/{image_id}", summary="One image's metadata and URLs")
+@gallery.get("/{image_id}", summary="One image's metadata and URLs", responses=_IMAGE_LOOKUP)
 async def get_image(image_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.image(principal, image_id)
 
 
-@gallery.get("/{image_id}/file", summary="The image file (PNG or WebP; original or 256×256 thumbnail)")
+@gallery.get(
+    "/{image_id}/file",
+    summary="The image file (PNG or WebP; original or 256×256 thumbnail)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The image: PNG (original) or JPEG (thumbnail) unless `format` asks for another.",
+            "content": {
+                f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
+                for kind in ("png", "webp", "jpeg")
+            },
+        },
+        **_IMAGE_LOOKUP,
+    },
+)
 async def image_file(
     image_id: str,
     principal: CurrentUser,
@@ -441,7 +625,9 @@ def _convert(path: Path, fmt: str) -> bytes:
         return buf.getvalue()
 
 
-@gallery.delete("/{image_id}", status_code=204, summary="Delete an image and its files")
+@gallery.delete(
+    "/{image_id}", status_code=204, summary="Delete an image and its files", responses=_IMAGE_LOOKUP
+)
 async def delete_image(image_id: str, principal: CurrentUser, images: Images) -> Response:
     await images.delete_image(principal, image_id)
     return Response(status_code=204)
