@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fimum_ai import __version__
@@ -23,6 +24,7 @@ from fimum_ai.errors import FimumError, InvalidInput
 from fimum_ai.images import openai_compat as openai_images
 from fimum_ai.images import routes as image_routes
 from fimum_ai.images.provider import DEMO_WARNING, EngineProvider
+from fimum_ai.images.routes import ImageModels
 from fimum_ai.images.service import ImageService
 from fimum_ai.images.uploads import MAX_EDIT_BODY_BYTES, BodySizeLimitMiddleware
 from fimum_ai.limits import RateLimitMiddleware
@@ -63,6 +65,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         return _error(500, "internal_error", "internal server error")
+
+
+class Health(BaseModel):
+    """GET /healthz (documentation: the route returns a plain dict)."""
+
+    status: Literal["ok"]
+    version: str
+    mode: Literal["embedded", "distributed"]
+    image_model: ImageModels
+    database: str = Field(examples=["sqlite"])
+    signup: Literal["open", "invite", "closed"]
+    delivery: dict[str, str] = Field(
+        description="Where sign-in codes go per channel: smtp, smpp, modem, console."
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -113,7 +129,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_images.router)
     document_bearer_auth(app)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and what is installed")
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness and what is installed",
+        response_model=None,
+        responses={200: {"model": Health, "description": "Up"}},
+    )
     async def healthz() -> dict[str, Any]:
         return {
             "status": "ok",

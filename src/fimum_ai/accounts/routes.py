@@ -140,6 +140,89 @@ class UserUpdate(_Body):
     is_admin: bool | None = Field(None, description="May manage users (you cannot remove your own).")
 
 
+# --- Response bodies (documentation: routes return plain dicts, `response_model=None`) ----------------
+
+
+class UserView(BaseModel):
+    id: str = Field(examples=["5ed40313-7e08-4e28-8fc2-b61639ad79a3"])
+    email: str | None = Field(examples=["ada@example.com"])
+    phone: str | None = Field(examples=[None])
+    tier: str = Field(examples=["free"])
+    is_admin: bool
+    disabled: bool
+    created_at: str = Field(description="ISO 8601, UTC.")
+    last_login_at: str | None
+
+
+class OtpAccepted(BaseModel):
+    """The same answer whether or not the identifier has an account."""
+
+    status: Literal["accepted"]
+    message: str
+    channel: Literal["email", "sms"]
+    delivery: str = Field(description="smtp, smpp, modem or console (development).")
+    expires_in: int = Field(description="Seconds the code stays valid.", examples=[600])
+    requests_remaining: int = Field(description="Codes this identifier may still ask for in the window.")
+    window_resets_at: float = Field(description="Unix time when that window ends.")
+
+
+class TokenPairView(BaseModel):
+    access_token: str
+    refresh_token: str = Field(description="Also set as an HttpOnly cookie (path /api/v1/auth).")
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Seconds the access token is valid.", examples=[900])
+    refresh_expires_in: int = Field(examples=[2592000])
+
+
+class SignedIn(TokenPairView):
+    user: UserView
+
+
+class ApiKeyView(BaseModel):
+    id: str
+    name: str = Field(examples=["Open WebUI"])
+    prefix: str = Field(description="The key's first characters, to recognise it.", examples=["fim_a1b2c3"])
+    created_at: str
+    last_used_at: str | None
+
+
+class NewApiKey(ApiKeyView):
+    key: str = Field(description="The key itself: shown this once, store it now.", examples=["fim_..."])
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyView]
+    next_cursor: None = None
+
+
+class UserPage(BaseModel):
+    items: list[UserView]
+    next_cursor: str | None
+
+
+class Usage(BaseModel):
+    limit: int | None = Field(description="Per day; null: unlimited.")
+    used: int
+    remaining: int | None
+    resets_at: str = Field(description="ISO 8601, UTC.")
+
+
+class Me(BaseModel):
+    user: UserView
+    tier: str
+    limits: dict[str, int | None] = Field(
+        description="requests_per_minute, images_per_day, research_per_day (null: unlimited)."
+    )
+    usage: dict[str, Usage] = Field(description="Today's use per quota (images, research).")
+    auth: dict[str, Any] = Field(
+        description="How this request signed in: `via` jwt or api_key, `expires_at`."
+    )
+
+
+def _ok(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": "Success"}}
+
+
 def delivery_name(settings: Settings, channel: Literal["email", "sms"]) -> str:
     """Where codes for this channel go: smtp | smpp | modem | console (development)."""
     if channel == "email":
@@ -158,7 +241,9 @@ def _client_ip(request: Request) -> str:
     status_code=202,
     tags=["auth"],
     summary="Send a one-time sign-in code",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(OtpAccepted, 202)
+    | error_responses(
         _BAD_IDENTIFIER,
         ErrorDoc.of(InvalidInput, "channel: sms codes need a phone number"),
         MALFORMED_BODY,
@@ -206,7 +291,9 @@ async def request_code(body: OtpRequest, request: Request, accounts: AccountsDep
     "/auth/otp/verify",
     tags=["auth"],
     summary="Exchange a code for tokens",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(SignedIn)
+    | error_responses(
         ErrorDoc.of(OtpInvalid, "the code is not correct", {"attempts_left": 4}),
         ErrorDoc.of(OtpExpired, "the code has expired; request a new one"),
         ErrorDoc.of(OtpAttemptsExceeded, "too many wrong codes; request a new one"),
@@ -235,7 +322,9 @@ async def verify_code(
     "/auth/refresh",
     tags=["auth"],
     summary="Rotate the refresh token; get a new access token",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(TokenPairView)
+    | error_responses(
         ErrorDoc.of(NotAuthenticated, "no refresh token: send {'refresh_token': ...} or the session cookie"),
         ErrorDoc.of(InvalidToken, "the session has ended; sign in again", {"reason": "revoked"}),
         ErrorDoc.of(
@@ -300,7 +389,8 @@ async def logout_all(principal: CurrentUser, accounts: AccountsDep) -> Response:
     "/me",
     tags=["account"],
     summary="Me: tier, limits, today's usage and remaining quota",
-    responses=_SIGNED_IN,
+    response_model=None,
+    responses=_ok(Me) | _SIGNED_IN,
 )
 async def me(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     user = await accounts.user(principal.user_id)
@@ -336,7 +426,13 @@ def _limits(accounts: Accounts, tier: str) -> dict[str, int | None]:
     }
 
 
-@router.get("/me/api-keys", tags=["account"], summary="My personal API keys", responses=_SIGNED_IN)
+@router.get(
+    "/me/api-keys",
+    tags=["account"],
+    summary="My personal API keys",
+    response_model=None,
+    responses=_ok(ApiKeyList) | _SIGNED_IN,
+)
 async def list_api_keys(principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     def run() -> list[dict[str, object]]:
         with accounts.db.session() as session:
@@ -350,7 +446,8 @@ async def list_api_keys(principal: CurrentUser, accounts: AccountsDep) -> dict[s
     status_code=201,
     tags=["account"],
     summary="Create an API key (shown once)",
-    responses=error_responses(*NOT_SIGNED_IN, MALFORMED_BODY, VALIDATION_FAILED),
+    response_model=None,
+    responses=_ok(NewApiKey, 201) | error_responses(*NOT_SIGNED_IN, MALFORMED_BODY, VALIDATION_FAILED),
 )
 async def create_api_key(body: ApiKeyCreate, principal: CurrentUser, accounts: AccountsDep) -> dict[str, Any]:
     def run() -> dict[str, object]:
@@ -381,7 +478,9 @@ async def revoke_api_key(key_id: str, principal: CurrentUser, accounts: Accounts
     "/admin/users",
     tags=["admin"],
     summary="All users (admins only)",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(UserPage)
+    | error_responses(
         ErrorDoc.of(InvalidInput, "cursor: unknown cursor"), *NOT_SIGNED_IN, _ADMINS_ONLY, VALIDATION_FAILED
     ),
 )
@@ -404,7 +503,9 @@ async def admin_list_users(
     status_code=201,
     tags=["admin"],
     summary="Create (invite) a user",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(UserView, 201)
+    | error_responses(
         _BAD_IDENTIFIER,
         ErrorDoc.of(InvalidInput, "tier: unknown tier 'gold' (known: enterprise, free, pro)"),
         *NOT_SIGNED_IN,
@@ -435,7 +536,9 @@ async def admin_create_user(body: UserCreate, _: AdminUser, accounts: AccountsDe
     "/admin/users/{user_id}",
     tags=["admin"],
     summary="Set a user's tier, admin flag or disabled flag",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(UserView)
+    | error_responses(
         ErrorDoc.of(InvalidInput, "tier: unknown tier 'gold' (known: enterprise, free, pro)"),
         *NOT_SIGNED_IN,
         _ADMINS_ONLY,

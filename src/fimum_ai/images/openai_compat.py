@@ -85,6 +85,22 @@ class ImagesGenerationRequest(BaseModel):
             raise InvalidInput(f"size: {size_problem(width, height)}", details={"field": "size"}) from exc
 
 
+class ImageData(BaseModel):
+    b64_json: str | None = Field(None, description="The PNG, base64 (response_format b64_json).")
+    url: str | None = Field(None, description="Where to fetch it, with the same key (response_format url).")
+    revised_prompt: None = None
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's answer shape."""
+
+    created: int = Field(description="Unix time.", examples=[1735732800])
+    data: list[ImageData]
+
+
+_IMAGES: dict[int | str, dict[str, Any]] = {200: {"model": ImagesResponse, "description": "The images"}}
+
+
 def size_problem(width: int, height: int) -> str:
     for side in (width, height):
         if not 512 <= side <= 4096 or side % 64:
@@ -95,7 +111,9 @@ def size_problem(width: int, height: int) -> str:
 @router.post(
     "/images/generations",
     summary="OpenAI-compatible image generation",
-    responses=error_responses(
+    response_model=None,
+    responses=_IMAGES
+    | error_responses(
         ErrorDoc.of(InvalidInput, 'size: use "WIDTHxHEIGHT", e.g. "1024x1024"', {"field": "size"}),
         *GENERATION_REFUSED,
     ),

@@ -116,40 +116,7 @@ UPLOAD_REFUSED = (
 )
 
 
-async def get_provider(request: Request) -> EngineProvider:
-    provider: EngineProvider = request.app.state.engine_provider
-    return provider
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-Provider = Annotated[EngineProvider, Depends(get_provider)]
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
-
-@router.get("/models", summary="Installed image models")
-async def image_models(provider: Provider, _: CurrentUser) -> dict[str, Any]:
-    return provider.status()
-
-
-@router.get("/presets", summary="Style presets (FR-IMG-004)")
-async def presets(settings: AppSettings, _: CurrentUser) -> dict[str, Any]:
-    items = [
-        {"name": name, **preset.model_dump()}
-        for name, preset in settings.image_generation.style_presets.items()
-    ]
-    return {"items": items, "next_cursor": None}
-
-
-async def get_images(request: Request) -> ImageService:
-    service: ImageService = request.app.state.images
-    return service
-
-
-Images = Annotated[ImageService, Depends(get_images)]
+# --- Response bodies (documentation: routes return plain dicts, `response_model=None`) ------------
 
 
 class JobError(BaseModel):
@@ -177,6 +144,81 @@ class JobView(BaseModel):
     error: JobError | None = Field(None, description="Why it failed (failed jobs only).")
 
 
+class JobList(BaseModel):
+    items: list[JobView] = Field(description="My latest 50 jobs, newest first.")
+    next_cursor: None = None
+
+
+class ImageView(BaseModel):
+    """A stored image: its metadata and where to fetch it (the file needs the same bearer key)."""
+
+    id: str = Field(examples=["c2f06b43-5815-5dab-b7de-34b60eab3688"])
+    seed: int = Field(examples=[42])
+    width: int = Field(examples=[1024])
+    height: int = Field(examples=[768])
+    mode: str = Field(description="How it was made: text-to-image, image-to-image, inpaint...")
+    created_at: str = Field(description="ISO 8601, UTC.")
+    url: str = Field(examples=["/api/v1/images/c2f06b43-5815-5dab-b7de-34b60eab3688/file"])
+    thumbnail_url: str = Field(
+        examples=["/api/v1/images/c2f06b43-5815-5dab-b7de-34b60eab3688/file?variant=thumbnail"]
+    )
+    metadata: dict[str, Any] = Field(description="Prompt, parameters, seed, model and timings.")
+    duplicate_of: str | None = Field(description="An earlier image with (nearly) the same pixels.")
+
+
+class ImagePage(BaseModel):
+    items: list[ImageView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class GeneratedImage(BaseModel):
+    id: str
+    image_base64: str = Field(description="The PNG, base64.")
+    thumbnail_base64: str = Field(description="A 256×256 JPEG, base64.")
+    url: str
+    thumbnail_url: str
+    seed: int
+    metadata: dict[str, Any]
+
+
+class GenerationResult(BaseModel):
+    """What a request that waits (no `async`) gets: the finished job's images."""
+
+    id: str = Field(description="The job's id.")
+    status: Literal["completed"]
+    images: list[GeneratedImage]
+    metadata: dict[str, Any] = Field(description="The first image's metadata: prompt, parameters, seed...")
+
+
+class ImageModels(BaseModel):
+    installed: bool = Field(description="Whether any image model is installed.")
+    demo: bool = Field(description="The tiny noise-only demo model is the one in use.")
+    base: str | None
+    refiner: str | None
+    upscaler: str | None
+    loaded: bool = Field(description="Loaded into memory (the first request loads it).")
+
+
+class Preset(BaseModel):
+    name: str = Field(examples=["photorealistic"])
+    description: str
+    prompt: str = Field(description="The prompt template; {prompt} is replaced by yours.")
+    negative: str
+    steps: int | None
+    guidance_scale: float | None
+    scheduler: str | None
+
+
+class PresetList(BaseModel):
+    items: list[Preset]
+    next_cursor: None = None
+
+
+def _ok(model: type[BaseModel], description: str = "Success") -> dict[int | str, dict[str, Any]]:
+    """Document the 200 body; routes keep `response_model=None` so nothing is filtered out."""
+    return {200: {"model": model, "description": description}}
+
+
 _QUEUED: dict[int | str, dict[str, Any]] = {
     202: {
         "model": JobView,
@@ -184,6 +226,42 @@ _QUEUED: dict[int | str, dict[str, Any]] = {
         "`websocket_url` or `url`.",
     }
 }
+
+
+async def get_provider(request: Request) -> EngineProvider:
+    provider: EngineProvider = request.app.state.engine_provider
+    return provider
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Provider = Annotated[EngineProvider, Depends(get_provider)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+@router.get("/models", summary="Installed image models", response_model=None, responses=_ok(ImageModels))
+async def image_models(provider: Provider, _: CurrentUser) -> dict[str, Any]:
+    return provider.status()
+
+
+@router.get("/presets", summary="Style presets (FR-IMG-004)", response_model=None, responses=_ok(PresetList))
+async def presets(settings: AppSettings, _: CurrentUser) -> dict[str, Any]:
+    items = [
+        {"name": name, **preset.model_dump()}
+        for name, preset in settings.image_generation.style_presets.items()
+    ]
+    return {"items": items, "next_cursor": None}
+
+
+async def get_images(request: Request) -> ImageService:
+    service: ImageService = request.app.state.images
+    return service
+
+
+Images = Annotated[ImageService, Depends(get_images)]
 
 
 class GenerateRequest(GenerateParams):
@@ -223,7 +301,8 @@ def job_error(event: JobEvent) -> FimumError:
 @router.post(
     "/generate",
     summary="Text-to-image (FR-IMG-007)",
-    responses={**_QUEUED, **error_responses(*GENERATION_REFUSED)},
+    response_model=None,
+    responses={**_ok(GenerationResult), **_QUEUED, **error_responses(*GENERATION_REFUSED)},
 )
 async def generate(
     body: GenerateRequest, principal: CurrentUser, images: Images, request: Request, response: Response
@@ -411,6 +490,7 @@ def _openapi_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ok(GenerationResult),
     **_QUEUED,
     **error_responses(*UPLOAD_REFUSED, *GENERATION_REFUSED),
 }
@@ -420,6 +500,7 @@ _IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     "/edit",
     summary="Image-to-image, or inpainting with a mask (FR-IMG-005/006)",
     openapi_extra=_openapi_body(EditRequest),
+    response_model=None,
     responses=_IMAGE_ERRORS,
 )
 async def edit(
@@ -438,6 +519,7 @@ async def edit(
     "/outpaint",
     summary="Extend the canvas and fill the new area",
     openapi_extra=_openapi_body(OutpaintRequest),
+    response_model=None,
     responses=_IMAGE_ERRORS,
 )
 async def outpaint(
@@ -454,6 +536,7 @@ async def outpaint(
     "/upscale",
     summary="Upscale x2 or x4 (tiled SD x4 upscaler)",
     openapi_extra=_openapi_body(UpscaleRequest),
+    response_model=None,
     responses=_IMAGE_ERRORS,
 )
 async def upscale(
@@ -466,7 +549,12 @@ async def upscale(
     return await _answer(images, job, body.run_async, request, response)
 
 
-@router.get("/jobs", summary="My image jobs, newest first, with queue positions")
+@router.get(
+    "/jobs",
+    summary="My image jobs, newest first, with queue positions",
+    response_model=None,
+    responses=_ok(JobList),
+)
 async def list_jobs(principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.jobs(principal)
 
@@ -474,7 +562,8 @@ async def list_jobs(principal: CurrentUser, images: Images) -> dict[str, Any]:
 @router.get(
     "/jobs/{job_id}",
     summary="One job: status, position, images when done",
-    responses=error_responses(NO_SUCH_JOB, VALIDATION_FAILED),
+    response_model=None,
+    responses={**_ok(JobView), **error_responses(NO_SUCH_JOB, VALIDATION_FAILED)},
 )
 async def get_job(job_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.job(principal, job_id)
@@ -483,7 +572,8 @@ async def get_job(job_id: str, principal: CurrentUser, images: Images) -> dict[s
 @router.delete(
     "/jobs/{job_id}",
     summary="Cancel a job (queued: removed; running: stopped within one step)",
-    responses=error_responses(NO_SUCH_JOB, VALIDATION_FAILED),
+    response_model=None,
+    responses={**_ok(JobView, "The job as it is now"), **error_responses(NO_SUCH_JOB, VALIDATION_FAILED)},
 )
 async def cancel_job(job_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.cancel(principal, job_id)
@@ -564,7 +654,9 @@ _IMAGE_LOOKUP = error_responses(NO_SUCH_IMAGE, VALIDATION_FAILED)
 @gallery.get(
     "",
     summary="My images, newest first (cursor pagination)",
-    responses=error_responses(
+    response_model=None,
+    responses=_ok(ImagePage)
+    | error_responses(
         ErrorDoc.of(InvalidInput, "cursor: unknown cursor", {"field": "cursor"}), VALIDATION_FAILED
     ),
 )
@@ -577,7 +669,12 @@ async def list_images(
     return await images.gallery(principal, cursor=cursor, limit=limit)
 
 
-@gallery.get("/{image_id}", summary="One image's metadata and URLs", responses=_IMAGE_LOOKUP)
+@gallery.get(
+    "/{image_id}",
+    summary="One image's metadata and URLs",
+    response_model=None,
+    responses={**_ok(ImageView), **_IMAGE_LOOKUP},
+)
 async def get_image(image_id: str, principal: CurrentUser, images: Images) -> dict[str, Any]:
     return await images.image(principal, image_id)
 
