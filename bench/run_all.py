@@ -1,5 +1,5 @@
-"""`make bench`: the engine-overhead and the authenticated-API benchmarks always, the full-size CPU
-benchmark unless --quick.
+"""`make bench`: the engine-overhead, authenticated-API and image-service benchmarks always, the
+full-size CPU benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
 prints its tables and writes bench/out/<name>.json; this script then prints a summary against the
@@ -27,11 +27,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="engine overhead (2 repeats, without 1024² ×4) and auth_bench --quick; no cpu_full (~10 min)",
+        help="engine overhead (2 repeats, without 1024² ×4), auth_bench --quick and image_service_bench "
+        "--quick; no cpu_full (~10 min)",
     )
     parser.add_argument(
         "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
+    parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -160,6 +162,11 @@ def auth_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def image_service_rows(data: dict[str, Any]) -> list[list[str]]:
+    """image_service_bench.py judges its own goals: its rows are copied as they are."""
+    return [[row["measure"], row["value"], row["goal"], row["verdict"]] for row in data.get("goals", [])]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
@@ -167,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = {"engine_overhead": run_script("engine_overhead", overhead_args)}
     if not args.no_auth:
         ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
+    if not args.no_image_service:
+        ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -177,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     auth = read_json("auth_bench")
     if ok.get("auth_bench") and auth and "verdict" in auth:
         rows += auth_rows(auth)
+    service = read_json("image_service_bench")
+    if ok.get("image_service_bench") and service:
+        rows += image_service_rows(service)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)
