@@ -55,7 +55,7 @@ QUEUE_DEPTH = Gauge("fimum_image_queue_depth", "Image jobs waiting in the queue.
 
 TIER_PRIORITY = {"enterprise": 30, "pro": 20, "free": 10}
 MAX_ATTEMPTS = 2  # a job interrupted by a crash is retried once
-_BEAT_EVERY_S = 0.25  # heartbeat and cancel check while a job runs
+_CANCEL_CHECK_EVERY_S = 0.25  # how often a running job looks for a cancel asked in another process
 RUN_NEXT = "fimum.images.run_next"  # the Celery task (fimum_ai.workers.task_queue)
 # Failures that are the server's fault give the quota back; the user's own mistakes do not.
 _USER_FAULTS = {"invalid_input", "nsfw_content_blocked", "cancelled"}
@@ -309,9 +309,7 @@ class JobRunner:
         try:
             engine = self._provider.get()
             items = [
-                BatchItem(
-                    GenerateParams.model_validate(j.params), self._reporter(j, tokens[j.id]), tokens[j.id]
-                )
+                BatchItem(GenerateParams.model_validate(j.params), self._reporter(j), tokens[j.id])
                 for j in jobs
             ]
             return list(engine.text_to_image_batch(items))
@@ -320,10 +318,10 @@ class JobRunner:
         except Exception as exc:
             return [exc] * len(jobs)
 
-    def _reporter(self, job: ImageJob, token: CancelToken) -> ProgressCallback:
-        """Progress events of one job; also notices a cancel asked for through another process."""
+    def _reporter(self, job: ImageJob) -> ProgressCallback:
+        """Progress events of one job. No database work here: the engine waits for this callback
+        between steps (the heartbeat thread looks for cancels instead)."""
         started = time.monotonic()
-        last_beat = [started]
 
         def on_progress(event: ProgressEvent) -> None:
             data: dict[str, Any] = {
@@ -336,16 +334,12 @@ class JobRunner:
             if event.preview_jpeg:
                 data["preview"] = base64.b64encode(event.preview_jpeg).decode()
             self._publish(JobEvent(job.id, "progress", data))
-            if time.monotonic() - last_beat[0] >= _BEAT_EVERY_S:
-                last_beat[0] = time.monotonic()
-                if self._heartbeat(job.id):
-                    token.cancel()  # cancelled through another API process
 
         return on_progress
 
     def _generate(self, job: ImageJob, token: CancelToken) -> GenerationResult:
         engine = self._provider.get()
-        on_progress = self._reporter(job, token)
+        on_progress = self._reporter(job)
         if job.kind == "generate":
             return engine.text_to_image(
                 GenerateParams.model_validate(job.params), progress=on_progress, cancel=token
@@ -422,20 +416,27 @@ class JobRunner:
             self._remember_result(str(key), image_ids)
 
     def _beat(self, tokens: dict[str, CancelToken], done: threading.Event) -> None:
-        while not done.wait(min(1.0, self.lease_s / 4)):
+        """Beside the running jobs, off the engine's thread: look for a cancel asked through another
+        process every 0.25 s, and write heartbeats every second (or a quarter of the lease)."""
+        write_every, written = min(1.0, self.lease_s / 4), time.monotonic()
+        while not done.wait(_CANCEL_CHECK_EVERY_S):
+            write = time.monotonic() - written >= write_every
             for job_id, token in tokens.items():
                 try:
-                    if self._heartbeat(job_id):
+                    if self._heartbeat(job_id, write=write):
                         token.cancel()
                 except Exception:
                     log.warning("heartbeat failed", exc_info=True, extra={"job_id": job_id})
+            if write:
+                written = time.monotonic()
 
-    def _heartbeat(self, job_id: str) -> bool:
-        """Record that the job is alive; True when someone asked to cancel it."""
+    def _heartbeat(self, job_id: str, *, write: bool = True) -> bool:
+        """Record that the job is alive (when `write`); True when someone asked to cancel it."""
         with self._db.session() as session, session.begin():
-            session.execute(
-                update(ImageJob).where(ImageJob.id == job_id).values(heartbeat_at=datetime.now(UTC))
-            )
+            if write:
+                session.execute(
+                    update(ImageJob).where(ImageJob.id == job_id).values(heartbeat_at=datetime.now(UTC))
+                )
             return bool(session.scalar(select(ImageJob.cancel_requested).where(ImageJob.id == job_id)))
 
     def _status(self, job_id: str) -> str | None:
