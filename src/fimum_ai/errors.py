@@ -117,6 +117,11 @@ class ErrorDoc:
         """Documented from the exception class itself, so the status and code are the real ones."""
         return cls(error.status, error.code, message, details)
 
+    @classmethod
+    def example(cls, error: FimumError) -> ErrorDoc:
+        """Documented from a real instance: its message and details too."""
+        return cls(error.status, error.code, error.message, error.details)
+
 
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {

@@ -68,17 +68,13 @@ GENERATION_REFUSED = (
     ErrorDoc.of(
         InvalidInput, "unknown style_preset 'oil'; known: anime, artistic, ...", {"field": "style_preset"}
     ),
-    ErrorDoc.of(
-        ContentBlocked,
-        "The prompt was blocked by the content filter (nudity). Nothing was generated; please rephrase it.",
-        {"stage": "prompt", "category": "nudity"},
-    ),
+    ErrorDoc.example(ContentBlocked("prompt", "nudity")),
     MALFORMED_BODY,
     ErrorDoc.of(GenerationCancelled, "the job was cancelled"),
     ErrorDoc(
         413,
         uploads.UploadTooLarge.code,
-        "the request body is larger than the 28993366 byte limit",
+        f"the request body is larger than the {uploads.MAX_EDIT_BODY_BYTES} byte limit",
         {"limit_bytes": uploads.MAX_EDIT_BODY_BYTES},
     ),
     VALIDATION_FAILED,
