@@ -28,7 +28,8 @@ Measurements (`--only`, default all; the list is `MEASUREMENTS`):
 - units: the worker's own functions timed directly on images the service generated (512² and
   1024²): thumbnail (goal <= 20 ms from 1024²), NSFW check (goal <= 100 ms, spec < 500 ms), PNG
   encode, pHash, a whole ImageStore.write.
-- batching: PLACEHOLDER for dynamic batching (4 compatible jobs batched vs one by one).
+- batching: dynamic batching in the engine (this process, tiny model): 4 compatible jobs through one
+  `text_to_image_batch` call vs one by one; throughput ratio and the largest pixel difference.
 
 See bench/README.md for how to read the output.
 """
@@ -1060,23 +1061,84 @@ def measure_units(ctx: Context) -> None:
 
 
 # ==================================================================================================
-# PLACEHOLDER — dynamic batching (FR-IMG-003): "4 compatible jobs batched vs one by one (throughput
-# ratio)". Left for the engineer who implements dynamic batching in images/jobs.py and
-# images/engine.py to fill in. Suggested shape, with what the other measurements use:
-#   - submit 4 compatible jobs at once (`"async": true`, same size/steps/scheduler/guidance, own
-#     seeds from SEED_BASE["batching"]), wait for all four (GET /api/v1/image/jobs/{id} or the
-#     WebSocket), time first submit → last completion; the same 4 jobs submitted one after another
-#     (each waited for) as the baseline; interleave the two variants over ctx.args.repeats rounds;
-#   - report the throughput ratio (one-by-one time / batched time, c.paired_ratios) and append a
-#     goal_row(...) to ctx.goals, the raw numbers to ctx.results["batching"];
-#   - the server's spans show whether the engine really ran one batched call: an "engine_batch"
-#     span (ImageEngine.text_to_image_batch) and no "engine" span per job (`ctx.api._spans(t0, t1)`
-#     for a window that is not one generate request).
+# Dynamic batching (FR-IMG-003): "4 compatible jobs batched vs one by one (throughput ratio)".
 def measure_batching(ctx: Context) -> None:
-    c.log("batching: not measured yet (placeholder for the author of dynamic batching)")
-    ctx.results["batching"] = {"status": "not implemented"}
+    """The engine in this process (tiny base model, 512², 20 steps): four compatible jobs (own
+    prompts and seeds) through one `text_to_image_batch` call against the same four jobs through
+    `text_to_image` one after another, in alternating order each round. Throughput ratio = one by
+    one / batched (paired per round). Also the largest pixel difference between a job's batched
+    image and its solo run (batched matrix products may round differently)."""
+    from fimum_ai.images.batching import BatchItem
+
+    rounds = ctx.args.batch_rounds
+    config = c.image_config(generation={"batch_size": 4}, hardware={"device": "cpu"})
+    engine = c.load_engine(c.tiny_models(), config, device="cpu")
+    jobs = [
+        c.generate_params(SIZE, 1, STEPS, SEED_BASE["batching"] + index).model_copy(
+            update={"prompt": f"{c.PROMPT}, variation {index}"}
+        )
+        for index in range(4)
+    ]
+    engine.text_to_image_batch([BatchItem(job) for job in jobs])  # warm-up: first calls of each shape
+    engine.text_to_image(jobs[0])
+    solo_s: list[float] = []
+    batched_s: list[float] = []
+    solo_cpu: list[float] = []
+    batched_cpu: list[float] = []
+    difference = 0
+    for index in range(rounds):
+        for variant in ("solo", "batched") if index % 2 == 0 else ("batched", "solo"):
+            wall, cpu = time.perf_counter(), time.process_time()
+            if variant == "solo":
+                solo = [engine.text_to_image(job).images[0] for job in jobs]
+                solo_s.append(time.perf_counter() - wall)
+                solo_cpu.append(time.process_time() - cpu)
+            else:
+                outcomes = engine.text_to_image_batch([BatchItem(job) for job in jobs])
+                batched_s.append(time.perf_counter() - wall)
+                batched_cpu.append(time.process_time() - cpu)
+                batched = [o.images[0] for o in outcomes if not isinstance(o, Exception)]
+        difference = max(difference, c.max_pixel_difference(solo, batched))
+        c.log(
+            f"batching round {index + 1}/{rounds}: "
+            f"one by one {solo_s[-1]:.2f} s, one batch {batched_s[-1]:.2f} s"
+        )
+    engine.unload()
+    ratio = c.paired_ratios(solo_s, batched_s)
+    ctx.results["batching"] = {
+        "jobs": 4,
+        "size": SIZE,
+        "steps": STEPS,
+        "device": engine.device,
+        "one_by_one_s": c.summarize(solo_s).as_dict(),
+        "batched_s": c.summarize(batched_s).as_dict(),
+        "one_by_one_cpu_s": c.summarize(solo_cpu).as_dict(),
+        "batched_cpu_s": c.summarize(batched_cpu).as_dict(),
+        "throughput_ratio": ratio.as_dict(),
+        "max_pixel_difference": difference,
+    }
+    rows = []
+    for label, wall_s, cpu_s in (("one by one", solo_s, solo_cpu), ("one batch", batched_s, batched_cpu)):
+        spread = c.summarize(wall_s)
+        rows.append(
+            [
+                label,
+                f"{spread.median:.2f} [{spread.q1:.2f}–{spread.q3:.2f}]",
+                f"{statistics.median(cpu_s):.2f}",
+            ]
+        )
+    c.print_table(
+        "Dynamic batching: 4 compatible jobs (tiny model, 512², 20 steps, CPU)",
+        ["variant", "seconds median [q1–q3]", "CPU s median"],
+        rows,
+    )
     ctx.goals.append(
-        goal_row("dynamic batching: 4 compatible jobs batched vs one by one", "not measured yet", "info", "–")
+        goal_row(
+            "dynamic batching: 4 compatible jobs, throughput batched / one by one",
+            f"{ratio.median:.2f}× [{ratio.q1:.2f}–{ratio.q3:.2f}] (max pixel difference {difference})",
+            "info (> 1 = batching helps)",
+            "–",
+        )
     )
 
 
@@ -1094,7 +1156,9 @@ MEASUREMENTS: dict[str, Measurement] = {
     "overhead": Measurement(measure_overhead, True, "API overhead per job vs the engine call (512²)"),
     "cache": Measurement(measure_cache, True, "cache hit latency and hit rate on a Zipf trace"),
     "units": Measurement(measure_units, True, "thumbnail, NSFW check, PNG encode, pHash, store write"),
-    "batching": Measurement(measure_batching, True, "PLACEHOLDER: dynamic batching throughput ratio"),
+    "batching": Measurement(
+        measure_batching, False, "dynamic batching: 4 compatible jobs, engine throughput ratio"
+    ),
 }
 
 
@@ -1106,6 +1170,7 @@ COUNTS: dict[str, tuple[int, int, str]] = {
     "trace_requests": (60, 200, "cache: requests in the trace"),
     "trace_distinct": (10, 30, "cache: distinct seeded prompts in the trace"),
     "unit_repeats": (15, 60, "units: timed runs per function"),
+    "batch_rounds": (2, 6, "batching: rounds of 4 jobs one by one + 4 jobs batched"),
 }
 
 
