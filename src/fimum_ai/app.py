@@ -136,19 +136,21 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=None,
         responses={200: {"model": Health, "description": "Up"}},
     )
-    async def healthz() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "version": __version__,
-            "mode": settings.mode,
-            "image_model": provider.status(),
-            "database": database.dialect,
-            "signup": settings.signup_policy,
-            "delivery": {
-                "email": account_routes.delivery_name(settings, "email"),
-                "sms": account_routes.delivery_name(settings, "sms"),
-            },
-        }
+    async def healthz() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "mode": settings.mode,
+                "image_model": provider.status(),
+                "database": database.dialect,
+                "signup": settings.signup_policy,
+                "delivery": {
+                    "email": account_routes.delivery_name(settings, "email"),
+                    "sms": account_routes.delivery_name(settings, "sms"),
+                },
+            }
+        )
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     def metrics() -> Response:
