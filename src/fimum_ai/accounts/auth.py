@@ -53,6 +53,7 @@ def _bearer(scope: Scope) -> str | None:
 # which cost ~150 µs per hop on every authenticated request (bench/RESULTS.md, auth benchmark). And
 # the bearer scheme is not a dependency of `current_principal`: solving it cost ~15 µs per request
 # for nothing but the OpenAPI entry, which `document_bearer_auth` writes instead.
+BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 BEARER_SCHEME = {
     "type": "http",
     "scheme": "bearer",
@@ -66,6 +67,12 @@ async def get_accounts(request: Request) -> Accounts:
 
 
 async def current_principal(request: Request) -> Principal:
+    return require_principal(request)
+
+
+def require_principal(request: Request) -> Principal:
+    """The signed-in caller, for a route that reads it without a dependency (mark that route with
+    `openapi_extra=BEARER_SECURITY`)."""
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):
         return principal
