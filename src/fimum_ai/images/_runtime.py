@@ -114,7 +114,23 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[torch.dtype
 # Progress, cancellation, memory
 
 
-class Progress:
+class _StepCallbacks:
+    """The diffusers callbacks, for anything with `advance(stage, latents, scheduler, factors)`."""
+
+    def advance(self, stage: str, latents: Any, scheduler: Any, factors: Any) -> None:
+        raise NotImplementedError
+
+    def on_step_end(self, stage: str) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        """A diffusers `callback_on_step_end` for the SDXL pipelines."""
+
+        def callback(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            self.advance(stage, tensors.get("latents"), pipe.scheduler, SDXL_FACTORS)
+            return {}
+
+        return callback
+
+
+class Progress(_StepCallbacks):
     """Step counting over a whole run, progress events, previews and the cancel check."""
 
     def __init__(
@@ -145,15 +161,6 @@ class Progress:
             self._callback(ProgressEvent(stage, self.step, total, elapsed, eta, preview))
         self.check()
 
-    def on_step_end(self, stage: str) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
-        """A diffusers `callback_on_step_end` for the SDXL pipelines."""
-
-        def callback(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            self.advance(stage, tensors.get("latents"), pipe.scheduler, SDXL_FACTORS)
-            return {}
-
-        return callback
-
     def legacy_callback(self, stage: str, pipe: Any) -> Callable[[int, Any, Any], None]:
         """The x4 upscale pipeline only has the older `callback(step, t, latents)`."""
 
@@ -163,7 +170,7 @@ class Progress:
         return callback
 
 
-class BatchProgress:
+class BatchProgress(_StepCallbacks):
     """Several jobs run as one batch: each job gets its own progress events (with a preview of its
     own first image) and its own cancel. A cancelled job is dropped from the reporting at once and
     its images are thrown away at the end; the batch itself stops only when every job is cancelled."""
@@ -207,13 +214,6 @@ class BatchProgress:
                 self.cancelled[index] = True
         if all(self.cancelled):
             raise Cancelled
-
-    def on_step_end(self, stage: str) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
-        def callback(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            self.advance(stage, tensors.get("latents"), pipe.scheduler, SDXL_FACTORS)
-            return {}
-
-        return callback
 
 
 @dataclass

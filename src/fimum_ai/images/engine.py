@@ -572,21 +572,13 @@ class ImageEngine:
             gen = self._config.generation
             width, height = params.width, params.height
             refine = pipes.refiner is not None and params.refine is not False
-            fraction = gen.refiner_fraction
             run_w, run_h = (width, height)
             if width * height > gen.native_pixels:
                 run_w, run_h = im.native_bucket(width, height, gen.native_pixels)
             hires = (run_w, run_h) != (width, height)
             use_x4 = hires and pipes.upscaler is not None
 
-            configs = pipes.scheduler_configs
-            per_image = self._count_steps(
-                configs["base"], resolved.scheduler, resolved.steps, end=fraction if refine else None
-            )
-            if refine:
-                per_image += self._count_steps(
-                    configs["refiner"], resolved.scheduler, resolved.steps, start=fraction
-                )
+            per_image = self._text_steps(pipes, resolved, refine)
             if use_x4:
                 assert pipes.upscaler is not None
                 per_image += self._tile_grid(run_w, run_h).count * self._upscale_steps_per_tile(
@@ -616,16 +608,7 @@ class ImageEngine:
                     images.append(im.resize(image, (width, height)))
             elapsed = time.perf_counter() - started
 
-            parameters: dict[str, Any] = {
-                **resolved.as_dict(),
-                "width": width,
-                "height": height,
-                "refine": refine,
-            }
-            if refine:
-                parameters["refiner_fraction"] = fraction
-            elif pipes.refiner is None:
-                parameters["refine_skipped"] = "no refiner installed"
+            parameters = self._text_parameters(pipes, resolved, width, height, refine)
             if hires:
                 parameters["generated_size"] = [run_w, run_h]
                 parameters["hires_method"] = "x4-upscaler+lanczos" if use_x4 else "lanczos"
@@ -653,16 +636,8 @@ class ImageEngine:
         params = items[0].params
         with self._lock:
             pipes = self._loaded()
-            fraction = self._config.generation.refiner_fraction
             refine = pipes.refiner is not None and params.refine is not False
-            configs = pipes.scheduler_configs
-            steps = self._count_steps(
-                configs["base"], resolved[0].scheduler, resolved[0].steps, end=fraction if refine else None
-            )
-            if refine:
-                steps += self._count_steps(
-                    configs["refiner"], resolved[0].scheduler, resolved[0].steps, start=fraction
-                )
+            steps = self._text_steps(pipes, resolved[0], refine)
             parts, start = [], 0
             for r in resolved:
                 parts.append(slice(start, start + r.batch_size))
@@ -699,23 +674,41 @@ class ImageEngine:
                         )
                     )
                     continue
-                parameters: dict[str, Any] = {
-                    **r.as_dict(),
-                    "width": params.width,
-                    "height": params.height,
-                    "refine": refine,
-                    "dynamic_batch": {"jobs": len(items), "images": count},
-                }
-                if refine:
-                    parameters["refiner_fraction"] = fraction
-                elif pipes.refiner is None:
-                    parameters["refine_skipped"] = "no refiner installed"
+                parameters = self._text_parameters(pipes, r, params.width, params.height, refine)
+                parameters["dynamic_batch"] = {"jobs": len(items), "images": count}
                 outcomes.append(
                     self._batch_result(
                         "text-to-image", images[part], r, parameters, elapsed, peak, refined=refine
                     )
                 )
             return outcomes
+
+    def _text_steps(self, pipes: _Pipes, resolved: Resolved, refine: bool) -> int:
+        """Denoising steps of one text-to-image pass: the base, and the refiner's share."""
+        fraction = self._config.generation.refiner_fraction
+        configs = pipes.scheduler_configs
+        steps = self._count_steps(
+            configs["base"], resolved.scheduler, resolved.steps, end=fraction if refine else None
+        )
+        if refine:
+            steps += self._count_steps(configs["refiner"], resolved.scheduler, resolved.steps, start=fraction)
+        return steps
+
+    def _text_parameters(
+        self, pipes: _Pipes, resolved: Resolved, width: int, height: int, refine: bool
+    ) -> dict[str, Any]:
+        """The parameters a text-to-image result records (before hires or batching notes)."""
+        parameters: dict[str, Any] = {
+            **resolved.as_dict(),
+            "width": width,
+            "height": height,
+            "refine": refine,
+        }
+        if refine:
+            parameters["refiner_fraction"] = self._config.generation.refiner_fraction
+        elif pipes.refiner is None:
+            parameters["refine_skipped"] = "no refiner installed"
+        return parameters
 
     def _base_and_refiner(
         self,
