@@ -37,13 +37,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, or_, select, text
+from sqlalchemy.orm import Session
 
 from fimum_ai.db import Database, ImageJob, StoredImage
 from fimum_ai.images.storage import ImageStore, referenced_paths, row_files
 from fimum_ai.settings import Settings
+
+_Row = TypeVar("_Row", StoredImage, ImageJob)
 
 log = logging.getLogger(__name__)
 
@@ -172,23 +175,27 @@ class _Run:
         self.report.bytes_freed += freed
         return files, freed
 
+    def _page(
+        self, session: Session, model: type[_Row], where: Any, last: tuple[datetime, str] | None
+    ) -> list[_Row]:
+        """The next batch of `model` rows matching `where`, in (created_at, id) order after `last`:
+        keyset paging, so every batch moves on, even past rows others hold."""
+        query = select(model).where(where)
+        if last is not None:
+            query = query.where(
+                or_(model.created_at > last[0], and_(model.created_at == last[0], model.id > last[1]))
+            )
+        query = query.order_by(model.created_at, model.id).limit(self.batch)
+        if not self.dry:
+            # Another process's clean-up (or a user's delete) holds some: leave them to it.
+            query = query.with_for_update(skip_locked=True)
+        return list(session.scalars(query).all())
+
     def images(self) -> None:
         last: tuple[datetime, str] | None = None
         while not self.stop.is_set():
             with self.db.session() as session, session.begin():
-                query = select(StoredImage).where(StoredImage.created_at < self.cutoff)
-                if last is not None:  # keyset: every batch moves on, even past rows others hold
-                    query = query.where(
-                        or_(
-                            StoredImage.created_at > last[0],
-                            and_(StoredImage.created_at == last[0], StoredImage.id > last[1]),
-                        )
-                    )
-                query = query.order_by(StoredImage.created_at, StoredImage.id).limit(self.batch)
-                if not self.dry:
-                    # Another process's clean-up (or a user's delete) holds some: leave them to it.
-                    query = query.with_for_update(skip_locked=True)
-                rows = session.scalars(query).all()
+                rows = self._page(session, StoredImage, StoredImage.created_at < self.cutoff, last)
                 if not rows:
                     return
                 last = (rows[-1].created_at, rows[-1].id)
@@ -211,18 +218,9 @@ class _Run:
         last: tuple[datetime, str] | None = None
         while not self.stop.is_set():
             with self.db.session() as session, session.begin():
-                query = select(ImageJob).where(ImageJob.status.in_(FINISHED), finished_before)
-                if last is not None:
-                    query = query.where(
-                        or_(
-                            ImageJob.created_at > last[0],
-                            and_(ImageJob.created_at == last[0], ImageJob.id > last[1]),
-                        )
-                    )
-                query = query.order_by(ImageJob.created_at, ImageJob.id).limit(self.batch)
-                if not self.dry:
-                    query = query.with_for_update(skip_locked=True)
-                rows = session.scalars(query).all()
+                rows = self._page(
+                    session, ImageJob, and_(ImageJob.status.in_(FINISHED), finished_before), last
+                )
                 if not rows:
                     return
                 last = (rows[-1].created_at, rows[-1].id)
