@@ -1,0 +1,1 @@
+"""Web search: crawler (search.crawler) and hybrid index (see docs/search.md)."""
