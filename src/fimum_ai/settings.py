@@ -185,6 +185,28 @@ class AuthConfig(_Section):
         return value
 
 
+class CrawlerConfig(_Section):
+    """The web crawler (FIMUM_CRAWLER__*): politeness, limits, the shared frontier. docs/crawling.md."""
+
+    user_agent: str = "FimumBot/0.1 (+https://github.com/fimum-ai; self-hosted search crawler)"
+    obey_robots: bool = True
+    concurrent_requests: int = Field(64, ge=1, le=1024)
+    concurrent_per_domain: int = Field(16, ge=1, le=256)
+    download_delay_s: float = Field(0.0, ge=0.0, le=60.0)  # per domain, between two requests
+    download_timeout_s: float = Field(20.0, gt=0.0, le=300.0)
+    max_page_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # larger responses are dropped unread
+    max_pages: int = Field(10_000, ge=1)  # per crawl unless `--max-pages` says otherwise
+    depth: int = Field(5, ge=0, le=100)  # link hops from a seed; 0 = the seeds (and sitemaps) only
+    follow_sitemaps: bool = True
+    near_duplicate_bits: int = Field(3, ge=0, le=16)  # SimHash Hamming distance that counts as a copy
+    index_batch: int = Field(200, ge=1, le=10_000)  # pages handed to the index at once
+    # "auto": the Redis frontier in distributed mode, else in memory. Crawler processes that share
+    # `frontier: redis`, FIMUM_REDIS_URL and `crawl_name` share one queue and one seen-set.
+    frontier: Literal["auto", "memory", "redis"] = "auto"
+    crawl_name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    idle_close_s: float = Field(3.0, ge=0.0, le=600.0)  # a Redis-frontier worker waits this long when idle
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -271,6 +293,7 @@ class Settings(BaseSettings):
     cleanup_interval_s: float = Field(3600.0, ge=0.0)
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
+    crawler: CrawlerConfig = CrawlerConfig()
 
     @classmethod
     def settings_customise_sources(
