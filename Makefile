@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[image,safety,dev]'
+	$(BIN)/pip install -q -e '.[image,safety,embeddings,dev]'
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
 	touch $(STAMP)
 

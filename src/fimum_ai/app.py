@@ -28,6 +28,8 @@ from fimum_ai.images.routes import ImageModels
 from fimum_ai.images.service import ImageService
 from fimum_ai.images.uploads import MAX_EDIT_BODY_BYTES, BodySizeLimitMiddleware
 from fimum_ai.limits import RateLimitMiddleware
+from fimum_ai.search import routes as search_routes
+from fimum_ai.search.service import SearchService
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     database = Database(settings)
     accounts = Accounts(settings, database)
     images = ImageService(settings, database, provider, accounts.quotas)
+    search = SearchService(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(upgrade, database.engine, settings.database_schema)
         await accounts.start()
         await images.start()
+        await search.start()
         models = provider.models()
         if models is None:
             log.warning("no image model installed; image requests will return 503 model_not_installed")
@@ -101,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await search.stop()
             await images.stop()
             await accounts.stop()
             provider.close()
@@ -117,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.database = database
     app.state.accounts = accounts
     app.state.images = images
+    app.state.search = search
     _install_error_handlers(app)
     # Starlette runs the last added middleware first: authenticate, then rate-limit per user.
     app.add_middleware(RateLimitMiddleware, limiter=accounts.limiter, settings=settings)
@@ -127,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
     app.include_router(openai_images.router)
+    app.include_router(search_routes.router)
     document_bearer_auth(app)
 
     @app.get(

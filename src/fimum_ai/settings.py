@@ -207,6 +207,35 @@ class CrawlerConfig(_Section):
     idle_close_s: float = Field(3.0, ge=0.0, le=600.0)  # a Redis-frontier worker waits this long when idle
 
 
+class SearchConfig(_Section):
+    """Web search index (issue 8, FIMUM_SEARCH__*). See docs/search.md."""
+
+    # Keyword and semantic candidates fused by reciprocal rank fusion (k = rrf_k).
+    candidates: int = Field(100, ge=10, le=1000)
+    rrf_k: int = Field(60, ge=1, le=1000)
+    page_size: int = Field(10, ge=1, le=50)
+    max_query_chars: int = Field(500, ge=10, le=5000)
+    # The background embedder: "auto" runs it beside the embedded server; distributed deployments
+    # run `python -m fimum_ai.search.embedder` as their own service.
+    embedder: Literal["auto", "off"] = "auto"
+    embed_batch: int = Field(32, ge=1, le=512)
+    embed_max_chars: int = Field(2000, ge=100, le=20000)
+    # How often a searcher picks up new documents and vectors written by other processes.
+    refresh_s: float = Field(1.0, ge=0.05, le=60.0)
+    # PageRank over the crawl graph is recomputed this often while pages change (0: only on demand).
+    authority_interval_s: float = Field(300.0, ge=0.0)
+    # Domain -> reputation 0..1 (unknown domains: 0.5); a suffix match covers subdomains.
+    domain_reputation: dict[str, float] = {}
+
+    @field_validator("domain_reputation")
+    @classmethod
+    def _reputation_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for domain, score in value.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"{domain}: reputation must be between 0 and 1")
+        return {domain.lower().lstrip("."): score for domain, score in value.items()}
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -293,6 +322,7 @@ class Settings(BaseSettings):
     cleanup_interval_s: float = Field(3600.0, ge=0.0)
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
+    search: SearchConfig = SearchConfig()
     crawler: CrawlerConfig = CrawlerConfig()
 
     @classmethod
