@@ -28,6 +28,7 @@ from fimum_ai.images.routes import ImageModels
 from fimum_ai.images.service import ImageService
 from fimum_ai.images.uploads import MAX_EDIT_BODY_BYTES, BodySizeLimitMiddleware
 from fimum_ai.limits import RateLimitMiddleware
+from fimum_ai.search import crawl_routes
 from fimum_ai.search import routes as search_routes
 from fimum_ai.search.service import SearchService
 from fimum_ai.settings import Settings
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
     app.include_router(openai_images.router)
+    app.include_router(crawl_routes.router)
     app.include_router(search_routes.router)
     document_bearer_auth(app)
 

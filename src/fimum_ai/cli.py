@@ -23,6 +23,7 @@ from rich.table import Table
 from fimum_ai._cli_common import configure_logs, err, fail, out, settings_or_exit
 from fimum_ai.cli_accounts import db_app, users_app
 from fimum_ai.errors import FimumError
+from fimum_ai.search.cli import crawl as crawl_command
 from fimum_ai.settings import SCHEDULERS, explain
 
 app = typer.Typer(help="Fimum AI: a self-hosted AI platform.", no_args_is_help=True, add_completion=False)
@@ -32,6 +33,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.command("crawl")(crawl_command)
 
 
 @app.callback()

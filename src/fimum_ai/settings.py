@@ -198,7 +198,9 @@ class CrawlerConfig(_Section):
     max_pages: int = Field(10_000, ge=1)  # per crawl unless `--max-pages` says otherwise
     depth: int = Field(5, ge=0, le=100)  # link hops from a seed; 0 = the seeds (and sitemaps) only
     follow_sitemaps: bool = True
-    near_duplicate_bits: int = Field(3, ge=0, le=16)  # SimHash Hamming distance that counts as a copy
+    # SimHash bits two texts may differ in and still count as copies (5: a few changed sentences
+    # in a page of a few hundred words; unrelated texts differ in ~32).
+    near_duplicate_bits: int = Field(5, ge=0, le=16)
     index_batch: int = Field(200, ge=1, le=10_000)  # pages handed to the index at once
     # "auto": the Redis frontier in distributed mode, else in memory. Crawler processes that share
     # `frontier: redis`, FIMUM_REDIS_URL and `crawl_name` share one queue and one seen-set.

@@ -1,0 +1,95 @@
+"""Pages to the index: near-duplicates collapsed, the rest handed over in batches.
+
+`SearchIndex.add` is blocking (a tantivy commit, a PostgreSQL transaction), so batches go to one
+writer thread and the reactor keeps crawling. A batch leaves when it is full or a second old, so a
+new page is searchable within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from twisted.internet import task
+
+from fimum_ai.search.documents import Page
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 1.0
+
+
+class IndexPipeline:
+    def __init__(self, crawler: Any) -> None:
+        self.crawler = crawler
+        self._buffer: list[Page] = []
+        self._last_flush = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fimum-index")
+        self._pending: list[Future[int]] = []
+        self._timer = task.LoopingCall(self.tick)
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> IndexPipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any) -> Any:
+        if not isinstance(item, Page):
+            return item
+        ctx = self.crawler.spider.ctx
+        stats = self.crawler.stats
+        original = ctx.near_duplicates.claim(item.url, item.fingerprint)
+        if original is not None:
+            stats.inc_value("fimum/duplicates")
+            log.debug("%s is a near-copy of %s", item.url, original)
+            return item
+        self._buffer.append(item)
+        if len(self._buffer) >= ctx.index_batch:
+            self.flush()
+        return item
+
+    def open_spider(self) -> None:
+        self._timer.start(FLUSH_EVERY_S / 4, now=False)
+
+    def tick(self) -> None:
+        if self._buffer and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self.flush()
+        self._collect(wait=False)
+
+    def flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        self._last_flush = time.monotonic()
+        if batch:
+            self._pending.append(self._writer.submit(self._write, batch))
+
+    def _write(self, batch: list[Page]) -> int:
+        """Runs in the writer thread; the count is added to the stats in the reactor thread."""
+        try:
+            self.crawler.spider.ctx.index.add(batch)
+        except Exception:
+            log.exception("the index refused a batch of %d pages", len(batch))
+            return -len(batch)
+        return len(batch)
+
+    def _collect(self, *, wait: bool) -> None:
+        stats = self.crawler.stats
+        still: list[Future[int]] = []
+        for future in self._pending:
+            if not wait and not future.done():
+                still.append(future)
+                continue
+            written = future.result()
+            if written >= 0:
+                stats.inc_value("fimum/indexed", written)
+            else:
+                stats.inc_value("fimum/errors", -written)
+                stats.inc_value("fimum/errors_index", -written)
+        self._pending = still
+
+    def close_spider(self) -> None:
+        if self._timer.running:
+            self._timer.stop()
+        self.flush()
+        self._writer.shutdown(wait=True)
+        self._collect(wait=True)
