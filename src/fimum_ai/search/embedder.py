@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class Embedder:
-    def __init__(self, store: PageStore, *, batch: int = 32, max_chars: int = 2000) -> None:
+    def __init__(
+        self, store: PageStore, *, batch: int = 32, max_chars: int = 2000, model: Any = None
+    ) -> None:
         self.store = store
         self.batch = batch
         self.max_chars = max_chars
-        self._model: Any = None
+        self._model = model  # loaded on the first batch when not given
 
     def _encode(self, texts: list[str]) -> Any:
         from fimum_ai.search.encoder import encode, load_model
