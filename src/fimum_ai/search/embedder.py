@@ -45,22 +45,40 @@ class Embedder:
 
     def run_once(self) -> int:
         """Embed one batch; returns how many pages got a vector (0: the queue is empty)."""
-        with self.store.engine.begin() as connection:
+        if self.store.engine.dialect.name == "postgresql":
+            # Rows stay locked while they are encoded, so other embedders take other rows.
+            with self.store.engine.begin() as connection:
+                rows = self.store.claim_pending(connection, self.batch)
+                if rows:
+                    self._embed(connection, rows)
+            return len(rows)
+        # SQLite has one writer at a time: read, encode outside any transaction, then write
+        # (a page that changed meanwhile keeps waiting: save_embeddings checks the snapshot).
+        with self.store.read_engine.connect() as connection:
             rows = self.store.claim_pending(connection, self.batch)
-            if not rows:
-                return 0
-            texts = [f"{row['title']}\n{row['text']}"[: self.max_chars] for row in rows]
-            began = time.perf_counter()
-            vectors = self._encode(texts)
-            self.store.save_embeddings(
-                connection,
-                [(row["key"], row["snapshot_id"], vector) for row, vector in zip(rows, vectors, strict=True)],
-            )
-        log.info(
-            "embedded pages",
-            extra={"pages": len(rows), "seconds": round(time.perf_counter() - began, 3)},
-        )
+        if rows:
+            vectors = self._encode_rows(rows)
+            with self.store.engine.begin() as connection:
+                self._save(connection, rows, vectors)
         return len(rows)
+
+    def _embed(self, connection: Any, rows: list[Any]) -> None:
+        self._save(connection, rows, self._encode_rows(rows))
+
+    def _encode_rows(self, rows: list[Any]) -> Any:
+        texts = [f"{row['title']}\n{row['text']}"[: self.max_chars] for row in rows]
+        began = time.perf_counter()
+        vectors = self._encode(texts)
+        log.info(
+            "embedded pages", extra={"pages": len(rows), "seconds": round(time.perf_counter() - began, 3)}
+        )
+        return vectors
+
+    def _save(self, connection: Any, rows: list[Any], vectors: Any) -> None:
+        self.store.save_embeddings(
+            connection,
+            [(row["key"], row["snapshot_id"], vector) for row, vector in zip(rows, vectors, strict=True)],
+        )
 
     def run_until_empty(self) -> int:
         total = 0

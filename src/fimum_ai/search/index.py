@@ -57,6 +57,9 @@ class SearchIndex(Protocol):
 
     def vector(self, key: int) -> Any: ...
 
+    def vector_count(self) -> int:
+        """Vectors searchable now (after taking in the embedder's latest)."""
+
     def rows(self, keys: Sequence[int]) -> dict[int, RowMapping]: ...
 
     def snapshot(self, snapshot_id: str) -> RowMapping | None: ...
@@ -106,6 +109,10 @@ class HybridIndex:
 
     def vector(self, key: int) -> Any:
         return self.vectors.get(key)
+
+    def vector_count(self) -> int:
+        self.vectors.refresh()
+        return len(self.vectors)
 
     def rows(self, keys: Sequence[int]) -> dict[int, RowMapping]:
         return self.store.rows(keys)

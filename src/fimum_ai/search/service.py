@@ -174,6 +174,8 @@ class SearchService:
         return {"results": results, "total": total, "took_ms": took_ms}
 
     def _semantic(self, query: str, filters: Filters, limit: int) -> list[int]:
+        if self.index.vector_count() == 0:
+            return []  # nothing embedded yet: no reason to start the model
         try:
             vector = self.encoder.encode(query)
         except EncoderUnavailable as exc:
