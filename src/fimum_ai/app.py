@@ -19,6 +19,8 @@ from fimum_ai import __version__
 from fimum_ai.accounts import routes as account_routes
 from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
+from fimum_ai.chat import sandbox_routes
+from fimum_ai.chat.sandbox import SandboxService
 from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError, InvalidInput
 from fimum_ai.images import openai_compat as openai_images
@@ -117,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.database = database
     app.state.accounts = accounts
     app.state.images = images
+    app.state.sandbox = SandboxService.from_settings(settings)
     _install_error_handlers(app)
     # Starlette runs the last added middleware first: authenticate, then rate-limit per user.
     app.add_middleware(RateLimitMiddleware, limiter=accounts.limiter, settings=settings)
@@ -127,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
     app.include_router(openai_images.router)
+    app.include_router(sandbox_routes.router)
     document_bearer_auth(app)
 
     @app.get(
