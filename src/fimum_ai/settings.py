@@ -236,6 +236,30 @@ class ChatConfig(_Section):
     answer_reserve_tokens: int = Field(4096, ge=256)
 
 
+class ResearchConfig(_Section):
+    """Deep research (FR-RES-001; FIMUM_RESEARCH__*): the research models run in parallel, then one
+    synthesis. `models` empty: the catalogue's `research` role, in the router's order."""
+
+    models: list[str] = []
+    max_models: int = Field(4, ge=1, le=8)
+    model_timeout_s: float = Field(120.0, gt=0.0)  # each research model on its own
+    synthesis_timeout_s: float = Field(180.0, gt=0.0)
+    synthesis_model: str | None = None  # None: the router picks among the research models
+    max_sources: int = Field(8, ge=0, le=50)  # web search results given to the models
+    max_answer_chars: int = Field(12_000, ge=500)  # of each model's answer in the synthesis prompt
+
+
+class AgentConfig(_Section):
+    """The coding agent (FR-CODE-002; FIMUM_AGENT__*): tool-calling rounds and generated images."""
+
+    max_steps: int = Field(6, ge=1, le=20)  # model calls per request (tool rounds + the answer)
+    image_width: int = Field(1024, ge=512, le=4096, multiple_of=64)
+    image_height: int = Field(1024, ge=512, le=4096, multiple_of=64)
+    image_steps: int | None = Field(None, ge=20, le=100)  # None: the style preset's / the default
+    image_timeout_s: float = Field(600.0, gt=0.0)
+    max_tool_output_chars: int = Field(8_000, ge=500)  # of a tool's result given back to the model
+
+
 class SandboxConfig(_Section):
     """The code sandbox (FR-CODE-004; FIMUM_SANDBOX__*): backend, languages and limits per run."""
 
@@ -349,6 +373,8 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
     sandbox: SandboxConfig = SandboxConfig()
+    research: ResearchConfig = ResearchConfig()
+    agent: AgentConfig = AgentConfig()
     # Chat (issue 7): the OpenAI-compatible endpoint (OpenRouter, or a local llama.cpp/Ollama/vLLM)
     # and the model catalogue (`text_models:` in config/models.yaml).
     openrouter_base_url: str = OPENROUTER_BASE_URL

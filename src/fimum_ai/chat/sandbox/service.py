@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from fimum_ai.chat.sandbox.base import (
     RunResult,
@@ -66,7 +67,7 @@ class SandboxService:
     def from_settings(cls, settings: Settings) -> SandboxService:
         return cls(settings.sandbox)
 
-    async def languages(self) -> dict[str, object]:
+    async def languages(self) -> dict[str, Any]:
         """What GET /api/v1/sandbox/languages shows (detection runs each runtime once, off the loop)."""
         ok, why = await asyncio.to_thread(self.backend.available)
         found: list[Language] = await asyncio.to_thread(self.backend.languages) if ok else []
