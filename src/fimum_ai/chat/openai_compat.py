@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.catalogue import AUTO, UnknownModel
-from fimum_ai.chat.events import Delta, Done, Event, ToolCall, Usage
+from fimum_ai.chat.events import Delta, Done, Event, ModelSwitch, ToolCall, Usage
 from fimum_ai.chat.router import ChatRequest, ModelsUnavailable
 from fimum_ai.chat.routes import NOT_CONFIGURED, chat_service
 from fimum_ai.errors import (
@@ -172,14 +172,17 @@ async def chat_completions(request: Request, principal: CurrentUser, body: ChatC
     completion_id = _completion_id()
     if not body.stream:
         return JSONResponse(await _whole(events, completion_id, created))
-    # Wait for the first event, so "no model could answer" is still a proper HTTP error.
+    # Wait for the answer to start (fallbacks happen before), so "no model could answer" is still a
+    # proper HTTP error rather than an error inside a 200 stream.
+    primed: list[Event] = []
     try:
-        first = await anext(events)
+        while not primed or isinstance(primed[-1], ModelSwitch):
+            primed.append(await anext(events))
     except StopAsyncIteration:
         raise ModelsUnavailable("the model sent nothing") from None
     include_usage = bool((body.stream_options or {}).get("include_usage"))
     return StreamingResponse(
-        _chunks(first, events, completion_id, created, body.model, include_usage),
+        _chunks(primed, events, completion_id, created, body.model, include_usage),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -227,7 +230,7 @@ def _usage(usage: Usage | None) -> dict[str, int]:
 
 
 async def _chunks(
-    first: Event,
+    primed: list[Event],
     events: AsyncIterator[Event],
     completion_id: str,
     created: int,
@@ -247,7 +250,8 @@ async def _chunks(
         return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
 
     async def all_events() -> AsyncIterator[Event]:
-        yield first
+        for event in primed:
+            yield event
         async for event in events:
             yield event
 
