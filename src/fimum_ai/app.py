@@ -20,8 +20,8 @@ from fimum_ai.accounts import routes as account_routes
 from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
 from fimum_ai.chat import openai_compat as openai_chat
-from fimum_ai.chat import routes as chat_routes
 from fimum_ai.chat import research_routes, sandbox_routes
+from fimum_ai.chat import routes as chat_routes
 from fimum_ai.chat.sandbox import SandboxService
 from fimum_ai.chat.service import CHAT_BODY_LIMITS, ChatService
 from fimum_ai.db import Database, upgrade
