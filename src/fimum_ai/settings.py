@@ -258,6 +258,8 @@ class AgentConfig(_Section):
     image_steps: int | None = Field(None, ge=20, le=100)  # None: the style preset's / the default
     image_timeout_s: float = Field(600.0, gt=0.0)
     max_tool_output_chars: int = Field(8_000, ge=500)  # of a tool's result given back to the model
+    max_tool_calls: int = Field(12, ge=1, le=100)  # per answer; more are refused (a runaway model)
+    max_images: int = Field(4, ge=0, le=16)  # generate_image calls per answer
 
 
 class SandboxConfig(_Section):

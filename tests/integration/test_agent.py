@@ -319,3 +319,41 @@ def test_a_chat_message_asking_for_a_logo_returns_code_and_a_logo(
     assert answer["meta"]["images"] == result["images"]
     image = app_client.get(f"/api/v1/images/{result['images'][0]}/file", headers=headers)
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+
+
+def test_tool_calls_per_answer_are_capped(app_client: TestClient, openrouter: OpenRouterStandIn) -> None:
+    class Search:
+        def __init__(self) -> None:
+            self.queries: list[str] = []
+
+        async def web_search(self, query: str, *, limit: int = 5) -> list[dict[str, Any]]:
+            self.queries.append(query)
+            return [{"url": "https://example.org/", "title": query}]
+
+    principal = principal_of(app_client, auth_headers(app_client, identifier="loop@example.com"))
+    state: Any = app_client.app.state  # type: ignore[attr-defined]
+    search = Search()
+    agent = state.settings.agent.model_copy(update={"max_tool_calls": 2})
+    tools = AgentTools(
+        principal=principal, settings=state.settings.model_copy(update={"agent": agent}), search=search
+    )
+    openrouter.script(
+        CODER,
+        Reply.tools(
+            ("web_search", {"query": "a"}), ("web_search", {"query": "b"}), ("web_search", {"query": "c"})
+        ),
+        Reply.text("enough"),
+    )
+
+    async def run() -> list[Event]:
+        request = ChatRequest([{"role": "user", "content": "search a lot"}], role="coding")
+        stream = run_agent(
+            router=state.chat.router, request=request, principal=principal, app_state=state, tools=tools
+        )
+        return [event async for event in stream]
+
+    events: list[Event] = app_client.portal.call(run)  # type: ignore[union-attr]
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.ok for r in results] == [True, True, False]
+    assert json.loads(results[2].content)["error"]["code"] == "tool_limit"
+    assert search.queries == ["a", "b"]
