@@ -34,6 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
+    parser.add_argument("--no-sandbox", action="store_true", help="skip sandbox_bench.py (needs bubblewrap)")
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -176,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
     if not args.no_image_service:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
+    if not args.no_sandbox:
+        ok["sandbox_bench"] = run_script("sandbox_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
