@@ -3,6 +3,7 @@ import {
   DEFAULT_SEARCH,
   activeFilterCount,
   dateRangeError,
+  invalidDomainTokens,
   isIsoDate,
   normaliseDomain,
   parseDomainList,
@@ -102,6 +103,11 @@ describe('domains', () => {
     for (const junk of ['', '   ', 'a b', '-', 'exa_mple.com', 'http://', 'javascript:alert(1)']) {
       expect(normaliseDomain(junk), junk).toBe('');
     }
+  });
+
+  it('names the entries that are not hosts', () => {
+    expect(invalidDomainTokens('a.com, not_a_host; b.org javascript:x')).toEqual(['not_a_host', 'javascript:x']);
+    expect(invalidDomainTokens(' ,, ')).toEqual([]);
   });
 
   it('splits typed lists on commas, semicolons and spaces, without duplicates', () => {

@@ -78,6 +78,13 @@ export function parseDomainList(input: string): string[] {
   return [...seen];
 }
 
+/** The typed entries that are not host names, to show next to the field instead of dropping them. */
+export function invalidDomainTokens(input: string): string[] {
+  return input
+    .split(/[\s,;]+/)
+    .filter((token) => token && !normaliseDomain(token));
+}
+
 function unique<T>(values: T[]): T[] {
   return [...new Set(values)];
 }
