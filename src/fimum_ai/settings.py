@@ -185,6 +185,13 @@ class AuthConfig(_Section):
         return value
 
 
+class WebConfig(_Section):
+    """The web app (FIMUM_WEB__*)."""
+
+    # Where the built app is served from; None: the package's static/ folder (`make web` builds it).
+    static_dir: Path | None = None
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -271,6 +278,7 @@ class Settings(BaseSettings):
     cleanup_interval_s: float = Field(3600.0, ge=0.0)
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
+    web: WebConfig = WebConfig()
 
     @classmethod
     def settings_customise_sources(
