@@ -109,8 +109,8 @@ export function encodeAlpha(rgba: Uint8ClampedArray | Uint8Array, width: number,
 export function decodeAlpha(
   snapshot: AlphaSnapshot,
   colour: readonly [number, number, number],
-  into?: Uint8ClampedArray,
-): Uint8ClampedArray {
+  into?: Uint8ClampedArray<ArrayBuffer>,
+): Uint8ClampedArray<ArrayBuffer> {
   const size = snapshot.width * snapshot.height * 4;
   const out = into ?? new Uint8ClampedArray(size);
   if (out.length !== size) throw new RangeError(`expected a ${size}-byte buffer, got ${out.length}`);
