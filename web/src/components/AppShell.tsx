@@ -49,7 +49,7 @@ export function AppShell() {
         Skip to content
       </a>
       <header className="topbar">
-        <NavLink to="/images" className="brand" aria-label="Fimum AI home">
+        <NavLink to="/images" className="brand">
           <span className="brand-mark" aria-hidden="true">
             F
           </span>
