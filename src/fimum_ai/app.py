@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fimum_ai import __version__
+from fimum_ai import __version__, web
+from fimum_ai import about as about_routes
 from fimum_ai.accounts import routes as account_routes
 from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
@@ -154,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_chat.router)
     app.include_router(sandbox_routes.router)
     app.include_router(research_routes.router)
+    app.include_router(about_routes.router)
     document_bearer_auth(app)
 
     @app.get(
@@ -182,5 +184,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # The web app answers whatever no route matched (client routes, static files).
+    web.install(app, settings)
 
     return app

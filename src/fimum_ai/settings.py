@@ -341,6 +341,13 @@ class SandboxConfig(_Section):
     max_concurrent: int = Field(4, ge=1, le=256)
 
 
+class WebConfig(_Section):
+    """The web app (FIMUM_WEB__*)."""
+
+    # Where the built app is served from; None: the package's static/ folder (`make web` builds it).
+    static_dir: Path | None = None
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -441,6 +448,7 @@ class Settings(BaseSettings):
     )
     chat: ChatConfig = ChatConfig()
     text_models: list[TextModel] = Field(default_factory=_default_text_models)
+    web: WebConfig = WebConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,36 @@
+import { Button } from '../../components/Button';
+import { summarize, type QueueState } from '../../queue/queueState';
+import { JobCard, type JobCardActions } from './JobCard';
+
+/** Every job of this session, newest first. Changes are announced by the queue store. */
+export function QueuePanel({ queue, actions, onClearFinished }: { queue: QueueState; actions: JobCardActions; onClearFinished: () => void }) {
+  const summary = summarize(queue);
+  const finished = summary.completed + summary.failed + summary.cancelled;
+  const parts = [
+    summary.running ? `${summary.running} generating` : null,
+    summary.waiting ? `${summary.waiting} waiting` : null,
+    summary.completed ? `${summary.completed} done` : null,
+    summary.failed ? `${summary.failed} failed` : null,
+    summary.cancelled ? `${summary.cancelled} cancelled` : null,
+  ].filter(Boolean);
+  return (
+    <section className="queue card" aria-labelledby="queue-title">
+      <div className="queue-head">
+        <h2 id="queue-title">Queue</h2>
+        {finished > 0 && (
+          <Button size="small" variant="ghost" onClick={onClearFinished}>
+            Clear finished
+          </Button>
+        )}
+      </div>
+      <p className="queue-summary muted">{parts.length ? parts.join(' · ') : 'Nothing queued yet. Your jobs appear here with live previews.'}</p>
+      {queue.jobs.length > 0 && (
+        <ol className="job-list" aria-label="Jobs, newest first">
+          {queue.jobs.map((job) => (
+            <JobCard key={job.key} job={job} actions={actions} />
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}
