@@ -1,5 +1,5 @@
-"""`make bench`: the engine-overhead, authenticated-API and image-service benchmarks always, the
-full-size CPU benchmark unless --quick.
+"""`make bench`: the engine-overhead, authenticated-API, image-service and crawl-throughput
+benchmarks always, the full-size CPU benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
 prints its tables and writes bench/out/<name>.json; this script then prints a summary against the
@@ -34,6 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
+    parser.add_argument("--no-crawl", action="store_true", help="skip crawl_bench.py (crawl throughput)")
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -176,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
     if not args.no_image_service:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
+    if not args.no_crawl:
+        ok["crawl_bench"] = run_script("crawl_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -189,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = read_json("image_service_bench")
     if ok.get("image_service_bench") and service:
         rows += image_service_rows(service)
+    crawl = read_json("crawl_bench")
+    if ok.get("crawl_bench") and crawl:
+        rows += image_service_rows(crawl)  # the same shape: goals judged by the benchmark itself
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

@@ -96,6 +96,10 @@ class CrawlProgressView(BaseModel):
     pages_per_min: float
     average_pages_per_min: float
     reason: str
+    breakdown: dict[str, int] = Field(
+        default_factory=dict,
+        description="Why pages were skipped or failed: skipped_robots, errors_http_404...",
+    )
 
 
 class CrawlView(BaseModel):
