@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def fetch_only(url: str) -> None:
     from fimum_ai.settings import load_settings
 
     host = url.split("//", 1)[1].split(":", 1)[0]
-    links = LinkExtractor(allow_domains=[host])
+    links = LinkExtractor()  # off-site links are dropped by the offsite middleware (allowed_domains)
     counts = {"pages": 0}
     started = time.perf_counter()
 
@@ -93,8 +94,16 @@ def fetch_only(url: str) -> None:
 # ---------------------------------------------------------------------------------- variants
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_crawlers(commands: list[list[str]], env: dict[str, str]) -> dict[str, Any]:
+    """Run crawler processes to the end. Besides the rate, the CPU seconds they used (their own,
+    from rusage) and the site server's (this process), which other sessions' load does not inflate."""
     started = time.perf_counter()
+    children_cpu, server_cpu = _children_cpu_s(), time.process_time()
     procs = [
         subprocess.Popen(cmd, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for cmd in commands
@@ -106,9 +115,15 @@ def run_crawlers(commands: list[list[str]], env: dict[str, str]) -> dict[str, An
             raise RuntimeError(f"crawler failed ({proc.returncode}): {err[-2000:]}")
         results.append(json.loads(out[out.index("{") :]))
     wall = time.perf_counter() - started
+    crawler_cpu = _children_cpu_s() - children_cpu
+    server_cpu = time.process_time() - server_cpu
     fetched = sum(int(r["fetched"]) for r in results)
     crawl_s = max(float(r["elapsed_s"]) for r in results)
     return {
+        "crawler_cpu_s": round(crawler_cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
+        "crawler_cpu_ms_per_page": round(crawler_cpu / max(fetched, 1) * 1000, 2),
+        "server_cpu_ms_per_page": round(server_cpu / max(fetched, 1) * 1000, 2),
         "fetched": fetched,
         "indexed": sum(int(r.get("indexed", 0)) for r in results),
         "crawl_s": round(crawl_s, 2),
@@ -192,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = server.url + "/"
         for repeat in range(repeats):
             for variant in variants:
-                c.log(f"run {repeat + 1}/{repeats}: {variant} (load {c.load_average()[0]:.1f})")
+                load_before = c.load_average()
+                c.log(f"run {repeat + 1}/{repeats}: {variant} (load {load_before[0]:.1f})")
                 if variant == "fetch only":
                     env = variant_env("embedded", work)
                     result = run_crawlers([[sys.executable, __file__, "--fetch-only-worker", seed]], env)
@@ -207,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         result = run_crawlers([cmd, cmd], env)
                     finally:
                         drop_schema(env["FIMUM_DATABASE_SCHEMA"])
-                result["load_average_before"] = c.load_average()
+                result["load_average_before"] = load_before
                 runs[variant].append(result)
                 rate = result["pages_per_min"]
                 c.log(f"  {result['fetched']} pages in {result['crawl_s']} s: {rate:,.0f}/min")
@@ -219,9 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = c.paired_ratios(
             [r["pages_per_min"] for r in results], [r["pages_per_min"] for r in runs["fetch only"]]
         )
+        cpu_ms = c.summarize([r["crawler_cpu_ms_per_page"] for r in results]).median
         summary[variant] = {
             "pages_per_min": rate.as_dict(),
             "over_fetch_only": ratio.as_dict(),
+            # What the crawler's own CPU time allows: one core per crawler process, no one else on it.
+            "cpu_bound_pages_per_min_per_process": round(60_000 / cpu_ms, 1) if cpu_ms else None,
             "runs": results,
         }
         goal = "info" if variant == "fetch only" else f">= {GOAL_PAGES_PER_MIN:,.0f}"
@@ -234,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{rate.median:,.0f} [{rate.min:,.0f}–{rate.max:,.0f}]",
                 f"{ratio.median:.2f}",
                 f"{results[-1]['fetched']:,}",
+                f"{c.summarize([r['crawler_cpu_ms_per_page'] for r in results]).median:.2f}",
+                f"{c.summarize([r['server_cpu_ms_per_page'] for r in results]).median:.2f}",
                 f"{results[-1]['wall_s']:.1f}",
                 goal,
                 verdict,
@@ -242,7 +263,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.print_table(
         f"Crawl throughput, {articles:,}-article site on 127.0.0.1 "
         f"(pages/min, median [min–max] of {repeats})",
-        ["variant", "pages/min", "÷ fetch only", "pages", "wall s", "goal", "verdict"],
+        [
+            "variant",
+            "pages/min",
+            "÷ fetch only",
+            "pages",
+            "crawler CPU ms/page",
+            "server CPU ms/page",
+            "wall s",
+            "goal",
+            "verdict",
+        ],
         rows,
     )
     payload = {
@@ -253,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fetch_only_pages_per_min": base.as_dict(),
         "variants": summary,
         "goals": [
-            {"measure": f"crawl {r[0]} (pages/min)", "value": r[1], "goal": r[5], "verdict": r[6]}
+            {"measure": f"crawl {r[0]} (pages/min)", "value": r[1], "goal": r[7], "verdict": r[8]}
             for r in rows
             if r[0] != "fetch only"
         ],

@@ -112,6 +112,7 @@ class CrawlView(BaseModel):
     started_by: str
     created_at: str
     finished_at: str | None
+    updated_at: str | None = Field(None, description="The crawl's last progress report (twice a second).")
     progress: CrawlProgressView
     stop_requested: bool = False
 
