@@ -35,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
     parser.add_argument("--no-crawl", action="store_true", help="skip crawl_bench.py (crawl throughput)")
+    parser.add_argument("--no-search", action="store_true", help="skip search_bench.py (search latency)")
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
     if not args.no_crawl:
         ok["crawl_bench"] = run_script("crawl_bench", ["--quick"] if args.quick else [])
+    if not args.no_search:
+        ok["search_bench"] = run_script("search_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -195,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     crawl = read_json("crawl_bench")
     if ok.get("crawl_bench") and crawl:
         rows += image_service_rows(crawl)  # the same shape: goals judged by the benchmark itself
+    search = read_json("search_bench")
+    if ok.get("search_bench") and search:
+        rows += image_service_rows(search)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

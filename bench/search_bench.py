@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             [
                 "embedding lag at 5,000 pages/min",
-                f"max {lag['max_lag_s']:.1f} s, queue peak {lag['peak_queue']}",
+                f"p50 {lag['p50_lag_s']} s, max {lag['max_lag_s']} s, queue peak {lag['peak_queue']}",
             ],
             ["query encoder start (model load)", f"{encoder_start_s:.1f} s"],
             ["matches per query (median)", f"{sorted(hits)[len(hits) // 2]}"],
