@@ -1,5 +1,5 @@
-"""`make bench`: the engine-overhead, authenticated-API and image-service benchmarks always, the
-full-size CPU benchmark unless --quick.
+"""`make bench`: the engine-overhead, authenticated-API, image-service and crawl-throughput
+benchmarks always, the full-size CPU benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
 prints its tables and writes bench/out/<name>.json; this script then prints a summary against the
@@ -35,6 +35,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
     parser.add_argument("--no-sandbox", action="store_true", help="skip sandbox_bench.py (needs bubblewrap)")
+    parser.add_argument("--no-crawl", action="store_true", help="skip crawl_bench.py (crawl throughput)")
+    parser.add_argument("--no-search", action="store_true", help="skip search_bench.py (search latency)")
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -179,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
     if not args.no_sandbox:
         ok["sandbox_bench"] = run_script("sandbox_bench", ["--quick"] if args.quick else [])
+    if not args.no_crawl:
+        ok["crawl_bench"] = run_script("crawl_bench", ["--quick"] if args.quick else [])
+    if not args.no_search:
+        ok["search_bench"] = run_script("search_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -192,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = read_json("image_service_bench")
     if ok.get("image_service_bench") and service:
         rows += image_service_rows(service)
+    crawl = read_json("crawl_bench")
+    if ok.get("crawl_bench") and crawl:
+        rows += image_service_rows(crawl)  # the same shape: goals judged by the benchmark itself
+    search = read_json("search_bench")
+    if ok.get("search_bench") and search:
+        rows += image_service_rows(search)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -371,14 +372,30 @@ def make_site(n_articles: int = 300, *, offsite: str = "", seed: int = 8, per_se
 class SiteServer:
     """Serves a `Site` on 127.0.0.1 (a free port) in a background thread."""
 
-    def __init__(self, site: Site, host: str = "127.0.0.1", name: str | None = None) -> None:
-        """`name`: the host name in `url` (e.g. "localhost" for a second, different site)."""
+    def __init__(
+        self,
+        site: Site,
+        host: str = "127.0.0.1",
+        name: str | None = None,
+        *,
+        delay_s: float = 0.0,
+        wait_for_agents: int = 0,
+        wait_s: float = 60.0,
+    ) -> None:
+        """`name`: the host name in `url` (e.g. "localhost" for a second, different site).
+        `delay_s`: time each answer takes. `wait_for_agents`: hold every answer until that many
+        different User-Agents have asked (so crawler processes that start apart share the work)."""
         self.site = site
+        self.delay_s = delay_s
+        self.wait_for_agents = wait_for_agents
+        self.wait_s = wait_s
+        self.agents_arrived = threading.Event()
         self.hits: Counter[str] = Counter()
+        self.hits_by_agent: dict[str, Counter[str]] = {}
         self.conditional: Counter[str] = Counter()  # requests that carried a validator
         self.not_modified: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer((host, 0), _handler(self))
+        self.httpd = _QuietServer((host, 0), _handler(self))
         self.httpd.daemon_threads = True
         self.host = name or host
         self.port = self.httpd.server_address[1]
@@ -397,6 +414,11 @@ class SiteServer:
         self.httpd.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a crawler that closes a kept-alive connection is not an error
+
+
 def _handler(server: SiteServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -407,8 +429,16 @@ def _handler(server: SiteServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0].split("#", 1)[0]
+            agent = self.headers.get("User-Agent", "")
             with server.lock:
                 server.hits[path] += 1
+                server.hits_by_agent.setdefault(agent, Counter())[path] += 1
+                if len(server.hits_by_agent) >= server.wait_for_agents:
+                    server.agents_arrived.set()
+            if not server.agents_arrived.is_set():
+                server.agents_arrived.wait(server.wait_s)
+            if server.delay_s:
+                time.sleep(server.delay_s)
             resource = server.site.resources.get(path)
             if resource is None:
                 self._send(404, b"not found", "text/plain", {})

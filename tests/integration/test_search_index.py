@@ -238,13 +238,29 @@ class InProcessEncoder(QueryEncoder):
 
 @pytest.mark.slow  # loads the embedding model (~5 s) once for the session
 def test_semantic_and_hybrid(index: SearchIndex, minilm: Any) -> None:
-    pages = topic_pages() + lighthouse_pages()[:3]
+    bread = next(page for page in topic_pages() if "bread" in page.url)
+    mirrors = [replace(bread, url=f"https://mirror-{name}.example/bread") for name in ("a", "b")]
+    pages = topic_pages() + lighthouse_pages()[:3] + mirrors
     index.add(pages)
     assert index.stats().pending_embeddings == len(pages)
     embedded = Embedder(index.store, batch=8, model=minilm).run_until_empty()
     assert embedded == len(pages)
     assert index.stats().pending_embeddings == 0
-    service = SearchService(load_settings(), index, InProcessEncoder(minilm))
+    settings = load_settings(search={"domain_reputation": {"recipes.example": 0.95, "kochen.example": 0.05}})
+    service = SearchService(settings, index, InProcessEncoder(minilm))
+
+    # Credibility signals as the service computes them from the stored pages.
+    by_url = {r["url"]: r for r in service.search("bread", mode="keyword")["results"]}
+    breakdown = {url: r["credibility"]["breakdown"] for url, r in by_url.items()}
+    assert breakdown["http://recipes.example/bread"]["https"]["value"] == 0.0
+    assert breakdown["https://mirror-a.example/bread"]["https"]["value"] == 1.0
+    # Two other sites carry the same text: agreement 2/3; the German page stands alone.
+    assert breakdown["http://recipes.example/bread"]["agreement"]["value"] == pytest.approx(2 / 3, abs=0.01)
+    backen = service.search("brot", mode="keyword")["results"][0]["credibility"]["breakdown"]
+    assert backen["agreement"]["value"] == 0.0
+    assert breakdown["http://recipes.example/bread"]["reputation"]["value"] == 0.95
+    assert breakdown["https://mirror-a.example/bread"]["reputation"]["value"] == 0.5
+    assert backen["reputation"]["value"] == 0.05
 
     # No word in common with the pages: only meaning connects them.
     semantic = service.search("how do search engines score results", mode="semantic")["results"]
@@ -254,11 +270,11 @@ def test_semantic_and_hybrid(index: SearchIndex, minilm: Any) -> None:
     }
     assert service.search("how do search engines score results", mode="keyword")["total"] == 0
     loaf = service.search("making a loaf with yeast", mode="semantic")["results"]
-    assert loaf[0]["url"] in {"http://recipes.example/bread", "https://recipes.example/baguette"}
+    assert loaf[0]["url"].endswith(("/bread", "/baguette"))
     filtered = service.search(
-        "making a loaf with yeast", mode="semantic", filters=Filters(filetypes=("txt",))
+        "making a loaf with yeast", mode="semantic", filters=Filters(filetypes=("docx",))
     )
-    assert [r["url"] for r in filtered["results"]] == ["http://recipes.example/bread"]
+    assert [r["url"] for r in filtered["results"]] == ["https://recipes.example/baguette"]
 
     # Hybrid: the keyword match and the semantic neighbours, fused; keyword-only results too.
     hybrid = service.search("bm25 ranking of documents", mode="hybrid")

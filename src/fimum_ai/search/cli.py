@@ -7,6 +7,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.live import Live
 from rich.table import Table
 
@@ -32,13 +33,14 @@ class LiveReporter:
 
 
 def render(p: CrawlProgress) -> Table:
-    table = Table(title=f"crawl {p.state}" + (f" ({p.reason})" if p.reason else ""), show_header=True)
+    title = f"crawl {p.state}" + (f" ({p.reason})" if p.reason and p.reason != p.state else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD)  # fits an 80-column terminal
     for column in (
         "pages/min",
         "fetched",
         "indexed",
         "unchanged",
-        "duplicates",
+        "dupes",
         "skipped",
         "errors",
         "queue",

@@ -96,6 +96,10 @@ class CrawlProgressView(BaseModel):
     pages_per_min: float
     average_pages_per_min: float
     reason: str
+    breakdown: dict[str, int] = Field(
+        default_factory=dict,
+        description="Why pages were skipped or failed: skipped_robots, errors_http_404...",
+    )
 
 
 class CrawlView(BaseModel):
@@ -108,6 +112,7 @@ class CrawlView(BaseModel):
     started_by: str
     created_at: str
     finished_at: str | None
+    updated_at: str | None = Field(None, description="The crawl's last progress report (twice a second).")
     progress: CrawlProgressView
     stop_requested: bool = False
 

@@ -26,7 +26,7 @@ _LOCK_WAIT_S = 60.0
 
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
-    builder.add_integer_field("key", stored=True, indexed=True, fast=True)
+    builder.add_integer_field("key", stored=False, indexed=True, fast=True)
     builder.add_text_field("title", tokenizer_name="words")
     builder.add_text_field("body", tokenizer_name="words")
     for name in sorted(set(TANTIVY_STEMMERS.values())):
@@ -135,7 +135,9 @@ class TantivyFullText:
         clauses = [(tantivy.Occur.Must, parsed), *self._filter_clauses(filters)]
         searcher = self._searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit=limit, offset=offset, count=True)
-        hits = [(int(searcher.doc(address)["key"][0]), float(score)) for score, address in result.hits]
+        found = list(result.hits)
+        keys = searcher.fast_field_values("key", [address for _, address in found]) if found else []
+        hits = [(int(key or 0), float(score)) for key, (score, _) in zip(keys, found, strict=True)]
         return KeywordHits(hits, int(getattr(result, "count", 0) or 0))
 
     def _filter_clauses(self, filters: Filters) -> list[tuple[tantivy.Occur, tantivy.Query]]:

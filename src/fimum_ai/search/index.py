@@ -60,7 +60,7 @@ class SearchIndex(Protocol):
     def vector_count(self) -> int:
         """Vectors searchable now (after taking in the embedder's latest)."""
 
-    def rows(self, keys: Sequence[int]) -> dict[int, RowMapping]: ...
+    def rows(self, keys: Sequence[int], with_text: bool = False) -> dict[int, RowMapping]: ...
 
     def snapshot(self, snapshot_id: str) -> RowMapping | None: ...
 
@@ -114,8 +114,8 @@ class HybridIndex:
         self.vectors.refresh()
         return len(self.vectors)
 
-    def rows(self, keys: Sequence[int]) -> dict[int, RowMapping]:
-        return self.store.rows(keys)
+    def rows(self, keys: Sequence[int], with_text: bool = False) -> dict[int, RowMapping]:
+        return self.store.rows(keys, with_text)
 
     def snapshot(self, snapshot_id: str) -> RowMapping | None:
         return self.store.snapshot(snapshot_id)

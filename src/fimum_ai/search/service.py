@@ -136,9 +136,8 @@ class SearchService:
                 ordered = rrf([keyword_keys, semantic], self.config.rrf_k)
                 total = hits.total + len(set(semantic) - set(keyword_keys))
             window = ordered[offset : offset + size]
-        rows = index.rows(window)
+        rows = index.rows(window, with_text=True)
         window = [key for key in window if key in rows]  # a page removed since it was found
-        texts = index.store.snapshot_texts(rows[key]["snapshot_id"] for key in window)
         agreement = self._agreement(window, ordered[:AGREEMENT_POOL], rows)
         reputation = self.config.domain_reputation
         now = datetime.now(UTC)
@@ -160,7 +159,7 @@ class SearchService:
                 {
                     "url": row["url"],
                     "title": row["title"],
-                    "snippet": make_snippet(texts.get(row["snapshot_id"], ""), query),
+                    "snippet": make_snippet(row["text"], query),
                     "lang": row["lang"],
                     "published": row["published"].isoformat() if row["published"] else None,
                     "credibility": credibility.score(signals),

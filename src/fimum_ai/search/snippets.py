@@ -6,6 +6,7 @@ One implementation for both backends, so the web page renders the same markup wh
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -15,7 +16,8 @@ from fimum_ai.search.query import query_words
 SNIPPET_CHARS = 240
 
 
-def _patterns(words: list[str]) -> list[re.Pattern[str]]:
+@functools.lru_cache(maxsize=256)
+def _patterns(words: tuple[str, ...]) -> list[re.Pattern[str]]:
     patterns = []
     for word in words:
         if needs_ngrams(word):
@@ -31,7 +33,7 @@ def _patterns(words: list[str]) -> list[re.Pattern[str]]:
 
 def make_snippet(text: str, query: str, size: int = SNIPPET_CHARS) -> str:
     text = " ".join(text.split())
-    patterns = _patterns(query_words(query))
+    patterns = _patterns(tuple(query_words(query)))
     spans = sorted({m.span() for p in patterns for m in p.finditer(text)})
     if not spans:
         cut = text[:size]

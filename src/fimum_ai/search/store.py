@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from fimum_ai.search import tables
@@ -88,6 +88,8 @@ class PageStore:
         }
         now = datetime.now(UTC)
         stored: list[StoredPage] = []
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         new_snapshots: list[dict[str, Any]] = []
         for url, page in by_url.items():
             key = keys[url]
@@ -135,10 +137,26 @@ class PageStore:
                     }
                 )
             if old is None:
-                connection.execute(tables.pages.insert().values(key=key, authority=0.0, **values))
+                inserts.append({"key": key, "authority": 0.0, **values})
             else:
-                connection.execute(update(tables.pages).where(tables.pages.c.key == key).values(**values))
+                updates.append({"k": key, **values})
             stored.append(StoredPage(key, page, site, lang, snapshot_id, changed))
+        if inserts:
+            connection.execute(tables.pages.insert(), inserts)
+        # One executemany per set of columns (unchanged pages keep their embedding).
+        for group in (
+            [u for u in updates if "embedding" in u],
+            [u for u in updates if "embedding" not in u],
+        ):
+            if group:
+                columns: dict[str, Any] = {name: bindparam(f"v_{name}") for name in group[0] if name != "k"}
+                connection.execute(
+                    update(tables.pages).where(tables.pages.c.key == bindparam("k")).values(**columns),
+                    [
+                        {("k" if name == "k" else f"v_{name}"): value for name, value in u.items()}
+                        for u in group
+                    ],
+                )
         if new_snapshots:
             connection.execute(tables.snapshots.insert(), new_snapshots)
         return stored
@@ -159,13 +177,14 @@ class PageStore:
             return None
         return PageState(url, row.etag, row.last_modified, row.fingerprint, row.fetched_at)
 
-    def rows(self, keys: Iterable[int]) -> dict[int, RowMapping]:
+    def rows(self, keys: Iterable[int], with_text: bool = False) -> dict[int, RowMapping]:
+        """Page rows by key (with `text`, the current snapshot's, when asked)."""
         wanted = list(keys)
         if not wanted:
             return {}
-        columns = [c for c in tables.pages.c if c.name not in ("embedding", "links")]
+        statement = _ROWS_WITH_TEXT if with_text else _ROWS
         with self.read_engine.connect() as connection:
-            result = connection.execute(select(*columns).where(tables.pages.c.key.in_(wanted)))
+            result = connection.execute(statement, {"keys": wanted})
             return {row["key"]: row for row in result.mappings()}
 
     def snapshot(self, snapshot_id: str) -> RowMapping | None:
@@ -175,18 +194,6 @@ class PageStore:
                 .mappings()
                 .first()
             )
-
-    def snapshot_texts(self, snapshot_ids: Iterable[str]) -> dict[str, str]:
-        wanted = list(snapshot_ids)
-        if not wanted:
-            return {}
-        with self.read_engine.connect() as connection:
-            rows = connection.execute(
-                select(tables.snapshots.c.id, tables.snapshots.c.text).where(
-                    tables.snapshots.c.id.in_(wanted)
-                )
-            )
-            return {row[0]: row[1] for row in rows}
 
     def count(self) -> tuple[int, int, datetime | None]:
         """(pages, pages waiting for an embedding, when the oldest waiting one changed)."""
@@ -225,13 +232,15 @@ class PageStore:
     ) -> None:
         """Store vectors for (key, snapshot_id it was computed from); a page that changed while
         it was being embedded keeps waiting for the newer text."""
+        if not items:
+            return
         now = datetime.now(UTC)
-        for key, snapshot_id, vector in items:
-            connection.execute(
-                update(tables.pages)
-                .where(tables.pages.c.key == key, tables.pages.c.snapshot_id == snapshot_id)
-                .values(embedding=vector.astype(np.float32).tobytes(), embedded_at=now)
-            )
+        connection.execute(
+            update(tables.pages)
+            .where(tables.pages.c.key == bindparam("k"), tables.pages.c.snapshot_id == bindparam("s"))
+            .values(embedding=bindparam("e"), embedded_at=now),
+            [{"k": key, "s": sid, "e": vector.astype(np.float32).tobytes()} for key, sid, vector in items],
+        )
 
     def vectors_since(self, since: datetime | None) -> list[tuple[int, datetime, bytes]]:
         query = select(tables.pages.c.key, tables.pages.c.embedded_at, tables.pages.c.embedding).where(
@@ -286,11 +295,23 @@ class PageStore:
                 percentile[node] = value
             i = j + 1
         with self.engine.begin() as connection:
-            for key, value in percentile.items():
-                connection.execute(
-                    update(tables.pages).where(tables.pages.c.key == key).values(authority=value)
-                )
+            connection.execute(
+                update(tables.pages)
+                .where(tables.pages.c.key == bindparam("k"))
+                .values(authority=bindparam("a")),
+                [{"k": key, "a": value} for key, value in percentile.items()],
+            )
         return n
+
+
+# Built once: SQLAlchemy caches their compiled form (hydrating a page of results is on every search).
+_ROW_COLUMNS = [c for c in tables.pages.c if c.name not in ("embedding", "links")]
+_ROWS = select(*_ROW_COLUMNS).where(tables.pages.c.key.in_(bindparam("keys", expanding=True)))
+_ROWS_WITH_TEXT = (
+    select(*_ROW_COLUMNS, tables.snapshots.c.text)
+    .join(tables.snapshots, tables.snapshots.c.id == tables.pages.c.snapshot_id)
+    .where(tables.pages.c.key.in_(bindparam("keys", expanding=True)))
+)
 
 
 def _text_fingerprint(text: str) -> int:

@@ -81,6 +81,7 @@ class VectorIndex:
         ]
 
     def get(self, key: int) -> np.ndarray[Any, Any] | None:
+        self.refresh()
         if not self._index.contains(key):
             return None
         return np.asarray(self._index.get(key), dtype=np.float32)

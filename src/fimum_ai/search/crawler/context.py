@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from fimum_ai.search.crawler.fingerprint import NearDuplicates
+from fimum_ai.search.crawler.memory import LinkMemory
 from fimum_ai.search.documents import PageState
 
 
@@ -64,6 +65,8 @@ class CrawlProgress:
     pages_per_min: float = 0.0  # fetched per minute over the last ~10 seconds
     average_pages_per_min: float = 0.0  # fetched per minute since the start
     reason: str = ""
+    # The counters behind skipped/errors/unchanged: skipped_robots, errors_http_404...
+    breakdown: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +166,7 @@ class CrawlContext:
     options: CrawlOptions
     index: IndexSink
     near_duplicates: NearDuplicates
+    links: LinkMemory
     budget: PageBudget
     frontier: Frontier
     reporter: CrawlReporter = field(default_factory=NullReporter)

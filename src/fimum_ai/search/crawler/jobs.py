@@ -25,6 +25,8 @@ from fimum_ai.settings import Settings
 
 FINAL_STATES = ("finished", "stopped", "failed")
 MAX_RUNNING_PER_PROCESS = 4
+# A crawl reports twice a second; one silent this long has died (killed, its machine gone).
+SILENT_AFTER_S = 60.0
 
 
 def _now() -> str:
@@ -126,6 +128,7 @@ class JobReporter:
     def report(self, progress: CrawlProgress) -> None:
         self.job["state"] = progress.state
         self.job["progress"] = progress.as_dict()
+        self.job["updated_at"] = _now()
         if progress.state in FINAL_STATES:
             self.job["finished_at"] = _now()
         self.store.put(self.job)
@@ -202,14 +205,25 @@ class CrawlJobs:
         job = self.store.get(job_id) if _is_uuid(job_id) else None
         if job is None:
             raise NotFound("no such crawl", details={"id": job_id})
+        if job["state"] in FINAL_STATES:
+            return job
         proc = self._procs.get(job_id)
-        if proc is not None and proc.poll() is not None and job["state"] not in FINAL_STATES:
+        if proc is not None and proc.poll() is not None:
             # The process ended without its last report (killed, crashed before starting).
-            job["state"] = "failed"
-            job["finished_at"] = _now()
-            job["progress"]["state"] = "failed"
-            job["progress"]["reason"] = f"the crawl process exited with status {proc.returncode}"
-            self.store.put(job)
+            return self._fail(job, f"the crawl process exited with status {proc.returncode}")
+        last = datetime.fromisoformat(job.get("updated_at") or job["created_at"])
+        if proc is None and (datetime.now(UTC) - last).total_seconds() > SILENT_AFTER_S:
+            # Started elsewhere (another replica) and silent: that process is gone.
+            return self._fail(
+                job, f"no progress report for {SILENT_AFTER_S:.0f} s: the crawl process is gone"
+            )
+        return job
+
+    def _fail(self, job: dict[str, Any], reason: str) -> dict[str, Any]:
+        job["state"] = job["progress"]["state"] = "failed"
+        job["finished_at"] = _now()
+        job["progress"]["reason"] = reason
+        self.store.put(job)
         return job
 
     def list(self) -> list[dict[str, Any]]:

@@ -71,6 +71,11 @@ class ProgressExtension:
             pages_per_min=round((fetched - f0) / window * 60, 1) if window > 0.5 else 0.0,
             average_pages_per_min=round(fetched / elapsed * 60, 1) if elapsed > 0 else 0.0,
             reason=reason,
+            breakdown={
+                key.removeprefix("fimum/"): int(value)
+                for key, value in stats.get_stats().items()
+                if key.startswith(("fimum/skipped_", "fimum/errors_", "fimum/unchanged_"))
+            },
         )
 
     def tick(self) -> None:

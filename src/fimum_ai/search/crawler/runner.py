@@ -20,6 +20,7 @@ from fimum_ai.search.crawler.context import (
     PageBudget,
 )
 from fimum_ai.search.crawler.fingerprint import MemoryNearDuplicates, NearDuplicates, RedisNearDuplicates
+from fimum_ai.search.crawler.memory import LinkMemory, RedisLinkMemory, SqliteLinkMemory
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def build_context(
 
         index = open_index(settings)
     near: NearDuplicates
+    links: LinkMemory
     if kind == "redis":
         import redis
 
@@ -108,16 +110,19 @@ def build_context(
         near = RedisNearDuplicates(
             redis.Redis.from_url(settings.redis_url or ""), settings.redis_prefix, cfg.near_duplicate_bits
         )
+        links = RedisLinkMemory(redis.Redis.from_url(settings.redis_url or ""), settings.redis_prefix)
         budget = PageBudget(options.max_pages, client, frontier.pages_key)
     else:
         frontier = Frontier("memory")
-        path = settings.data_dir / "search" / "crawler" / "fingerprints.sqlite3"
-        near = MemoryNearDuplicates(cfg.near_duplicate_bits, path)
+        folder = settings.data_dir / "search" / "crawler"
+        near = MemoryNearDuplicates(cfg.near_duplicate_bits, folder / "fingerprints.sqlite3")
+        links = SqliteLinkMemory(folder / "links.sqlite3")
         budget = PageBudget(options.max_pages)
     return CrawlContext(
         options=options,
         index=index,
         near_duplicates=near,
+        links=links,
         budget=budget,
         frontier=frontier,
         reporter=reporter,
@@ -178,5 +183,6 @@ def run_crawl(
         process.start()
     finally:
         ctx.near_duplicates.close()
+        ctx.links.close()
         ctx.index.close()
     return last[-1] if last else CrawlProgress(state="failed", reason="the crawl did not start")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import DontCloseSpider, IgnoreRequest
+from scrapy.exceptions import DontCloseSpider, DownloadCancelledError, IgnoreRequest
 from scrapy.http import Request, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.gz import gunzip
@@ -131,16 +131,18 @@ class SiteSpider(scrapy.Spider):
 
     def parse_page(self, response: Response) -> Iterator[Any]:
         stats = self.crawler.stats
-        if not self.ctx.budget.take():
-            self._spend_budget()
-            return
-        stats.inc_value("fimum/fetched")
+        if not response.meta.get("fimum_not_fetched"):
+            stats.inc_value("fimum/fetched")
         url = normalise_url(response.url) or response.url
+        depth = int(response.meta.get("depth", 0))
         if response.status == 304:
+            # Unchanged since the stored copy: keep it as the original of its copies, and visit
+            # the pages it linked to last time.
             stats.inc_value("fimum/unchanged")
             known = response.meta.get("fimum_known_fingerprint")
             if known:
                 self.ctx.near_duplicates.claim(url, int(known))
+            yield from self._follow(self.ctx.links.recall(url), depth)
             return
         content_type = response.headers.get(b"Content-Type")
         filetype = filetype_of(content_type.decode("latin-1") if content_type else None, url)
@@ -157,12 +159,10 @@ class SiteSpider(scrapy.Spider):
             log.info("could not extract %s: %s", url, exc)
             return
         x_robots = (response.headers.get(b"X-Robots-Tag") or b"").decode("latin-1").lower()
-        follow = not extracted.nofollow and "nofollow" not in x_robots
-        depth = int(response.meta.get("depth", 0))
-        if follow and depth < self.ctx.options.depth and not self._budget_spent:
-            for link in extracted.links:
-                if in_domains(link, self.domains):
-                    yield self.page_request(link)
+        follow = [] if extracted.nofollow or "nofollow" in x_robots else extracted.links
+        if filetype == "html":
+            self.ctx.links.remember(url, follow)
+        yield from self._follow(follow, depth)
         if extracted.noindex or "noindex" in x_robots:
             stats.inc_value("fimum/skipped")
             stats.inc_value("fimum/skipped_noindex")
@@ -192,6 +192,12 @@ class SiteSpider(scrapy.Spider):
             fingerprint=simhash64(extracted.text),
         )
 
+    def _follow(self, links: list[str], depth: int) -> Iterator[Request]:
+        if depth < self.ctx.options.depth and not self._budget_spent:
+            for link in links:
+                if in_domains(link, self.domains):
+                    yield self.page_request(link)
+
     def _extract(self, filetype: str, body: bytes, url: str, encoding: str | None) -> Extracted:
         if filetype == "html":
             return extract_html(body, url, encoding)
@@ -205,13 +211,17 @@ class SiteSpider(scrapy.Spider):
         stats = self.crawler.stats
         if isinstance(failure.value, IgnoreRequest) and not isinstance(failure.value, HttpError):
             reason = str(failure.value)
-            if reason.startswith("unchanged"):
-                return  # counted by the conditional-request middleware
+            if reason == "max_pages reached":
+                return
             stats.inc_value("fimum/skipped")
             if "robots.txt" in reason:
                 stats.inc_value("fimum/skipped_robots")
-            elif "maxsize" in reason.lower() or "size" in reason.lower():
-                stats.inc_value("fimum/skipped_too_large")
+            else:
+                stats.inc_value("fimum/skipped_other")
+            return
+        if isinstance(failure.value, DownloadCancelledError) and "max size" in str(failure.value):
+            stats.inc_value("fimum/skipped")
+            stats.inc_value("fimum/skipped_too_large")  # over crawler.max_page_bytes: dropped unread
             return
         stats.inc_value("fimum/errors")
         response = getattr(failure.value, "response", None)
@@ -220,7 +230,7 @@ class SiteSpider(scrapy.Spider):
         else:
             stats.inc_value(f"fimum/errors_{failure.type.__name__ if failure.type else 'unknown'}")
 
-    def _spend_budget(self) -> None:
+    def budget_spent(self) -> None:
         if not self._budget_spent:
             self._budget_spent = True
             engine = self.crawler.engine
