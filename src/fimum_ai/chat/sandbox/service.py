@@ -18,6 +18,7 @@ from fimum_ai.chat.sandbox.base import (
 from fimum_ai.chat.sandbox.bubblewrap import BubblewrapSandbox
 from fimum_ai.chat.sandbox.docker import DockerSandbox
 from fimum_ai.chat.sandbox.languages import Language, resolve_language_id
+from fimum_ai.chat.sandbox.seccomp import seccomp_program
 from fimum_ai.errors import InvalidInput
 from fimum_ai.settings import SandboxConfig, Settings
 
@@ -53,7 +54,11 @@ def build_sandbox(config: SandboxConfig) -> Sandbox:
             cpus=config.docker_cpus,
         )
     return BubblewrapSandbox(
-        limits, bwrap=config.bwrap_path, host_uid=config.host_uid, allow=config.languages
+        limits,
+        bwrap=config.bwrap_path,
+        host_uid=config.host_uid,
+        allow=config.languages,
+        seccomp=config.seccomp,
     )
 
 
@@ -85,6 +90,8 @@ class SandboxService:
                 "max_output_bytes": self.config.max_output_bytes,
                 "max_code_bytes": self.config.max_code_bytes,
                 "network": False,
+                "seccomp": self.backend.name == "docker"
+                or (self.config.seccomp and seccomp_program() is not None),
             },
         }
 
