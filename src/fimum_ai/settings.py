@@ -287,6 +287,7 @@ class SandboxConfig(_Section):
     max_code_bytes: int = Field(256 << 10, ge=1024, le=1 << 20)
     max_stdin_bytes: int = Field(64 << 10, ge=0, le=1 << 20)
     max_concurrent: int = Field(4, ge=1, le=256)
+    max_concurrent_per_user: int = Field(2, ge=1, le=256)  # more at once: 429 sandbox_busy
 
 
 def config_file_path() -> Path:

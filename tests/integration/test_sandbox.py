@@ -356,6 +356,29 @@ def test_runs_wait_for_a_free_slot(host_uid: int) -> None:
     assert asyncio.run(three()) >= 1.2  # two at once, the third after one of them
 
 
+def test_one_user_cannot_take_every_slot(host_uid: int) -> None:
+    from fimum_ai.chat.sandbox.service import SandboxBusy
+
+    service = SandboxService(SandboxConfig(host_uid=host_uid, max_concurrent=4, max_concurrent_per_user=1))
+
+    async def scenario() -> tuple[list[object], RunResult]:
+        first = asyncio.create_task(service.run("bash", "sleep 0.5; echo one", user_id="u1"))
+        await asyncio.sleep(0.05)
+        outcomes = await asyncio.gather(
+            service.run("bash", "echo two", user_id="u1"),
+            service.run("bash", "echo other", user_id="u2"),
+            return_exceptions=True,
+        )
+        await first
+        again = await service.run("bash", "echo again", user_id="u1")  # its first run is over
+        return outcomes, again
+
+    (busy, other), again = asyncio.run(scenario())
+    assert isinstance(busy, SandboxBusy) and busy.status == 429
+    assert isinstance(other, RunResult) and other.stdout == "other\n"
+    assert again.stdout == "again\n"
+
+
 def test_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIMUM_SANDBOX__CPU_S", "7")
     monkeypatch.setenv("FIMUM_SANDBOX__MAX_OUTPUT_BYTES", "2048")

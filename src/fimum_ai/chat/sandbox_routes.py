@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.sandbox import SandboxService, SandboxUnavailable, UnsupportedLanguage
+from fimum_ai.chat.sandbox.service import SandboxBusy
 from fimum_ai.errors import NOT_SIGNED_IN, RATE_LIMITED, ErrorDoc, InvalidInput, error_responses
 
 router = APIRouter(
@@ -100,8 +101,11 @@ async def languages(_: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
         ErrorDoc.of(UnsupportedLanguage, "language 'cobol' is not available in this sandbox"),
         ErrorDoc.of(InvalidInput, "code: larger than 262144 bytes", {"field": "code"}),
         ErrorDoc.of(SandboxUnavailable, "docker engine unavailable: Cannot connect to the Docker daemon"),
+        ErrorDoc.example(SandboxBusy(2)),
     ),
 )
-async def run(body: RunRequest, _: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
-    result = await sandbox.run(body.language, body.code, stdin=body.stdin, timeout_s=body.timeout_s)
+async def run(body: RunRequest, principal: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
+    result = await sandbox.run(
+        body.language, body.code, stdin=body.stdin, timeout_s=body.timeout_s, user_id=principal.user_id
+    )
     return result.to_dict()
