@@ -213,7 +213,7 @@ async def rename_conversation(
 )
 async def delete_conversation(request: Request, principal: CurrentUser, conversation_id: str) -> Response:
     chat = chat_service(request)
-    chat.stop_generation(principal.user_id, conversation_id)
+    await chat.stop_generation(principal.user_id, conversation_id)
     await chat.call(chat.store.delete, principal.user_id, conversation_id)
     return Response(status_code=204)
 
@@ -452,5 +452,5 @@ class Stopped(BaseModel):
 
 @router.post("/{conversation_id}/stop", summary="Stop the answer being generated", response_model=Stopped)
 async def stop(request: Request, principal: CurrentUser, conversation_id: str) -> JSONResponse:
-    stopped = chat_service(request).stop_generation(principal.user_id, conversation_id)
+    stopped = await chat_service(request).stop_generation(principal.user_id, conversation_id)
     return JSONResponse({"stopped": stopped})
