@@ -306,12 +306,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     (c.OUT_DIR / "chat_bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print("\nTime to first token (streamed, sequential, interleaved)")
-    print(f"{'path':<14}{'median ms':>11}{'p95 ms':>10}{'overhead ms':>13}{'n':>6}{'errors':>8}")
+    print(
+        f"{'path':<14}{'median ms':>11}{'p95 ms':>10}{'overhead ms':>13}{'Fimum CPU ms':>14}"
+        f"{'stand-in CPU ms':>17}{'n':>6}{'errors':>8}"
+    )
     for path in ("direct", "openai", "conversation"):
         row = ttft[path]
         overhead = f"{row['overhead_ms']:.2f}" if "overhead_ms" in row else "–"
         print(
-            f"{path:<14}{row['median_ms']:>11.2f}{row['p95_ms']:>10.2f}{overhead:>13}{row['n']:>6}{row['errors']:>8}"
+            f"{path:<14}{row['median_ms']:>11.2f}{row['p95_ms']:>10.2f}{overhead:>13}"
+            f"{row['fimum_cpu_ms_per_chat']:>14.2f}{row['standin_cpu_ms_per_chat']:>17.2f}"
+            f"{row['n']:>6}{row['errors']:>8}"
         )
     print(f"\n{args.concurrency} concurrent streamed chats")
     for name, run in (("fimum", through), ("direct", direct)):

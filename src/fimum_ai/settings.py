@@ -326,6 +326,7 @@ class SandboxConfig(_Section):
     docker_cpus: float = Field(1.0, gt=0.0, le=64.0)
     languages: list[str] | None = None  # only these (by id); None: every runtime found
     host_uid: int = Field(65534, ge=1)  # when the server runs as root, bwrap runs as this uid
+    seccomp: bool = True  # bubblewrap: deny risky syscalls (chat/sandbox/seccomp.py; needs libseccomp)
     timeout_s: float = Field(10.0, gt=0.0, le=300.0)  # default wall clock per run
     max_timeout_s: float = Field(30.0, gt=0.0, le=600.0)  # the most a request may ask for
     cpu_s: int = Field(10, ge=1, le=600)
@@ -339,6 +340,7 @@ class SandboxConfig(_Section):
     max_code_bytes: int = Field(256 << 10, ge=1024, le=1 << 20)
     max_stdin_bytes: int = Field(64 << 10, ge=0, le=1 << 20)
     max_concurrent: int = Field(4, ge=1, le=256)
+    max_concurrent_per_user: int = Field(2, ge=1, le=256)  # more at once: 429 sandbox_busy
 
 
 class WebConfig(_Section):

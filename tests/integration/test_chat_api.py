@@ -272,3 +272,42 @@ def test_sse_frames_are_well_formed(
         event_line, data_line = frame.split("\n")
         assert event_line.startswith("event: ") and data_line.startswith("data: ")
         assert json.loads(data_line[6:])["type"] == event_line[7:]
+
+
+def test_stop_reaches_the_replica_that_generates(
+    monkeypatch: pytest.MonkeyPatch, openrouter: OpenRouterStandIn, request: pytest.FixtureRequest
+) -> None:
+    """Distributed mode, two API replicas on one PostgreSQL + Redis: the answer streams from
+    replica A, the stop lands on replica B, and A cancels the upstream request."""
+    from tests.conftest import JWT_TEST_SECRET, POSTGRES_URL, REDIS_URL
+
+    configure_chat(monkeypatch, openrouter)
+    monkeypatch.setenv("FIMUM_MODE", "distributed")
+    monkeypatch.setenv("FIMUM_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("FIMUM_DATABASE_SCHEMA", request.getfixturevalue("pg_schema"))
+    monkeypatch.setenv("FIMUM_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("FIMUM_REDIS_PREFIX", request.getfixturevalue("redis_prefix"))
+    monkeypatch.setenv("FIMUM_JWT_SECRET", JWT_TEST_SECRET)
+    replica_a, replica_b = LiveServer(), LiveServer()
+    try:
+        headers = replica_a.sign_in()
+        openrouter.script("test/general-a", Reply.text("word " * 500, chunk_delay=0.02))
+        with httpx.Client(timeout=30) as http:
+            with http.stream(
+                "POST", replica_a.url + "/api/v1/chat/new/messages", json={"content": "talk"}, headers=headers
+            ) as response:
+                seen = []
+                for event in sse_events(response.iter_lines()):
+                    seen.append(event)
+                    if len(seen) == 5:
+                        cid = seen[0]["conversation_id"]
+                        stopped = http.post(f"{replica_b.url}/api/v1/chat/{cid}/stop", headers=headers)
+                        assert stopped.json() == {"stopped": True}
+            assert seen[-1]["type"] == "done" and seen[-1]["finish_reason"] == "cancelled"
+            assert openrouter.wait_closed(openrouter.received("test/general-a")[0]) is True
+            # Once it ended, neither replica has anything to stop.
+            again = http.post(f"{replica_b.url}/api/v1/chat/{cid}/stop", headers=headers)
+            assert again.json() == {"stopped": False}
+    finally:
+        replica_a.stop()
+        replica_b.stop()

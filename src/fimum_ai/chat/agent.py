@@ -236,7 +236,10 @@ class AgentTools:
         language = str(arguments["language"])
         await progress.put(Progress(stage="running_code", detail=language))
         result = await self.sandbox.run(
-            language, str(arguments["code"]), stdin=str(arguments.get("stdin") or "")
+            language,
+            str(arguments["code"]),
+            stdin=str(arguments.get("stdin") or ""),
+            user_id=self.principal.user_id,
         )
         limit = self.settings.agent.max_tool_output_chars
         shown = result.to_dict()

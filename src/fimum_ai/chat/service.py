@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio.to_thread
+import redis.asyncio
 
 from fimum_ai.accounts.principal import Principal
 from fimum_ai.chat.attachments import CHARS_PER_TOKEN, Ingested, Truncation, estimate_tokens, user_content
 from fimum_ai.chat.catalogue import AUTO, Catalogue
 from fimum_ai.chat.client import ChatClient
-from fimum_ai.chat.conversations import ConversationStore, StoredAttachment
+from fimum_ai.chat.conversations import ConversationStore, StoredAttachment, TurnContext
 from fimum_ai.chat.events import (
     Delta,
     Done,
@@ -129,6 +131,11 @@ class ChatService:
         self.store = ConversationStore(database)
         self.files = settings.data_dir / "chat"
         self._active: dict[str, Generation] = {}
+        # Distributed mode: a stop may reach another replica than the one generating; replicas
+        # note who generates what in Redis and pass stops on over a pub/sub channel.
+        self._redis: redis.asyncio.Redis | None = None
+        self._stop_channel = settings.redis_prefix + "chat:stop"
+        self._listener: asyncio.Task[None] | None = None
         # Other parts of the app the agent uses (images, sandbox, search); set by create_app.
         self.app_state: Any = None
 
@@ -142,8 +149,33 @@ class ChatService:
 
     async def start(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)
+        if self.settings.mode == "distributed" and self.settings.redis_url:
+            self._redis = redis.asyncio.Redis.from_url(self.settings.redis_url)
+            pubsub = self._redis.pubsub()
+            await pubsub.subscribe(self._stop_channel)
+            self._listener = asyncio.create_task(self._listen(pubsub), name="chat-stop-listener")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    data = json.loads(message["data"])
+                    self._stop_local(str(data["user_id"]), str(data["conversation_id"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def _active_key(self, conversation_id: str) -> str:
+        return f"{self.settings.redis_prefix}chat:active:{conversation_id}"
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         for generation in list(self._active.values()):
             if generation.task is not None:
                 generation.task.cancel()
@@ -151,6 +183,8 @@ class ChatService:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await self.client.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     # --- blocking store calls, off the event loop -----------------------------------------------
 
@@ -187,8 +221,7 @@ class ChatService:
 
     async def delete_all(self, user_id: str) -> dict[str, Any]:
         for generation in [g for g in self._active.values() if g.user_id == user_id]:
-            if generation.task is not None:
-                generation.task.cancel()
+            await self.stop_generation(user_id, generation.conversation_id)
         result: dict[str, Any] = await self.call(self.store.delete_all, user_id)
         for relative in result.pop("paths"):
             (self.settings.data_dir / relative).unlink(missing_ok=True)
@@ -198,72 +231,90 @@ class ChatService:
 
     # --- a turn ---------------------------------------------------------------------------------
 
-    def stop_generation(self, user_id: str, conversation_id: str) -> bool:
+    def _stop_local(self, user_id: str, conversation_id: str) -> bool:
         generation = self._active.get(conversation_id)
         if generation is None or generation.user_id != user_id or generation.task is None:
             return False
         generation.task.cancel()
         return True
 
-    async def begin_turn(self, principal: Principal, conversation_id: str, turn: Turn) -> Generation:
-        """Store the user's message and start answering it; the caller streams `events(...)`."""
+    async def stop_generation(self, user_id: str, conversation_id: str) -> bool:
+        """Stop the answer being generated in this conversation, on whichever replica runs it."""
+        if self._stop_local(user_id, conversation_id):
+            return True
+        if self._redis is None:
+            return False
+        owner = await self._redis.get(self._active_key(conversation_id))
+        if owner is None or (owner.decode() if isinstance(owner, bytes) else str(owner)) != user_id:
+            return False
+        payload = json.dumps({"user_id": user_id, "conversation_id": conversation_id})
+        await self._redis.publish(self._stop_channel, payload)
+        return True
+
+    async def begin_turn(self, principal: Principal, conversation_id: str | None, turn: Turn) -> Generation:
+        """Start answering the user's message (in a new conversation when `conversation_id` is
+        None); the caller streams `events(...)`. One database round trip happens before the
+        upstream request starts; the user's message is written while the model thinks."""
         self.require_configured()
-        if conversation_id in self._active:
+        if conversation_id is not None and conversation_id in self._active:
             raise Conflict(
                 "an answer is still being generated in this conversation; stop it first",
                 details={"conversation_id": conversation_id},
             )
         if turn.model != AUTO:
             self.catalogue.require(turn.model)
-        user_id = principal.user_id
-        _, history = await self.call(self.store.history, user_id, conversation_id)
-        attachments: list[StoredAttachment] = await self.call(
-            self.store.attachments, user_id, turn.attachments
-        )
-        if not turn.content.strip() and not attachments:
+        if not turn.content.strip() and not turn.attachments:
             raise InvalidInput("content: write a message or attach a file", details={"field": "content"})
-        earlier_ids = [a["id"] for m in history for a in m["attachments"]]
-        earlier: list[StoredAttachment] = await self.call(self.store.attachments, user_id, earlier_ids)
+        user_id = principal.user_id
+        context: TurnContext = await self.call(
+            self.store.load_turn, user_id, conversation_id, turn.model, turn.attachments
+        )
+        conversation_id = str(context.conversation["id"])
+        attachments = context.attachments
         agent = turn.mode == "agent" or turn.include_logo
         role: TextRole = turn.role or ("coding" if agent else "general")
-        if any(a.kind == "image" for a in attachments) and role == "general":
+        has_images = any(a.kind == "image" for a in attachments)
+        if has_images and role == "general":
             role = "vision"
+        model = None if turn.model == AUTO else turn.model
         stub = ChatRequest(
-            [{"role": "user", "content": [{"type": "image_url"}]}]
-            if any(a.kind == "image" for a in attachments)
-            else [],
-            role=role,
-            model=None if turn.model == AUTO else turn.model,
+            [{"role": "user", "content": [{"type": "image_url"}]}] if has_images else [], role, model
         )
         plan = self.router.plan(stub)
-        context = min((m.context_length for m in plan[: self.settings.chat.max_attempts]), default=8192)
+        context_tokens = min(
+            (m.context_length for m in plan[: self.settings.chat.max_attempts]), default=8192
+        )
         vision = bool(plan) and plan[0].vision
-        messages, truncations = self._messages(history, earlier, turn, attachments, context, vision)
-        await self.call(
-            self.store.add_message,
-            user_id,
-            conversation_id,
-            "user",
-            turn.content,
-            attachments=[{"id": a.id, "kind": a.kind, "filename": a.filename} for a in attachments],
-            meta={"notes": [t.note() for t in truncations]} if truncations else None,
+        messages, truncations = self._messages(
+            context.history, context.earlier, turn, attachments, context_tokens, vision
         )
+        if conversation_id in self._active:
+            raise Conflict(
+                "an answer is still being generated in this conversation; stop it first",
+                details={"conversation_id": conversation_id},
+            )
         generation = Generation(conversation_id, user_id, new_id())
-        request = ChatRequest(
-            messages,
-            role=role,
-            model=None if turn.model == AUTO else turn.model,
-            params=turn.params,
-        )
-        source = self._agent(principal, request, turn) if agent else self.router.stream(request)
         self._active[conversation_id] = generation
+        user_message = asyncio.create_task(
+            self.call(
+                self.store.add_message,
+                user_id,
+                conversation_id,
+                "user",
+                turn.content,
+                attachments=[{"id": a.id, "kind": a.kind, "filename": a.filename} for a in attachments],
+                meta={"notes": [t.note() for t in truncations]} if truncations else None,
+            )
+        )
+        request = ChatRequest(messages, role=role, model=model, params=turn.params)
+        source = self._agent(principal, request, turn) if agent else self.router.stream(request)
         generation.queue.put_nowait(
             Started(conversation_id=conversation_id, message_id=generation.message_id, model=turn.model)
         )
         for truncation in truncations:
             generation.queue.put_nowait(Progress(stage="document_truncated", detail=truncation.note()))
         generation.task = asyncio.create_task(
-            self._produce(generation, source), name=f"chat-{conversation_id}"
+            self._produce(generation, source, user_message), name=f"chat-{conversation_id}"
         )
         return generation
 
@@ -328,10 +379,18 @@ class ChatService:
         messages.append({"role": "user", "content": content})
         return messages, truncations + cut
 
-    async def _produce(self, generation: Generation, source: AsyncIterator[Event]) -> None:
+    async def _produce(
+        self, generation: Generation, source: AsyncIterator[Event], user_message: asyncio.Task[Any]
+    ) -> None:
         answer = _Answer()
         queue = generation.queue
+        key = self._active_key(generation.conversation_id)
         try:
+            if self._redis is not None:
+                try:
+                    await self._redis.set(key, generation.user_id, ex=3600)
+                except Exception:  # Redis away: stopping from another replica will not find it
+                    log.warning("could not record the chat generation in Redis", exc_info=True)
             async for event in source:
                 answer.see(event)
                 queue.put_nowait(event)
@@ -352,7 +411,7 @@ class ChatService:
             with contextlib.suppress(Exception):
                 await aclose_quietly(source)
             try:
-                await asyncio.shield(self._save(generation, answer))
+                await asyncio.shield(_after(user_message, self._save(generation, answer)))
             except asyncio.CancelledError:
                 pass
             except Exception:
@@ -361,7 +420,10 @@ class ChatService:
                 )
             finally:
                 self._active.pop(generation.conversation_id, None)
-                queue.put_nowait(None)
+                if self._redis is not None:
+                    with contextlib.suppress(Exception):
+                        await self._redis.delete(key)
+                queue.put_nowait(None)  # last: once the stream ends, no replica finds it running
 
     async def _save(self, generation: Generation, answer: _Answer) -> None:
         await self.call(
@@ -388,6 +450,14 @@ class ChatService:
         finally:
             if generation.task is not None and not generation.task.done():
                 generation.task.cancel()
+
+
+async def _after(first: asyncio.Task[Any], then: Any) -> None:
+    """Store the answer only after the user's message (its position comes first)."""
+    try:
+        await first
+    finally:
+        await then
 
 
 async def aclose_quietly(stream: AsyncIterator[Event]) -> None:
