@@ -62,6 +62,14 @@ TAKE_SCREENSHOTS = os.environ.get("FIMUM_SCREENSHOTS") == "1"
 PREBUILT_MODELS = os.environ.get("FIMUM_E2E_TINY_MODELS")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Real browser against a real server: seconds per test, not milliseconds (`-m "not slow"` skips).
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -270,7 +278,7 @@ def login(live_server: LiveServer) -> Callable[..., None]:
         code = live_server.latest_code(email, after=before)
         page.get_by_label("6-digit code").fill(code)  # six digits submit on their own
         page.wait_for_url(lambda url: "/login" not in url)
-        page.get_by_role("button", name="Sign out").wait_for(state="attached")
+        page.get_by_role("button", name="Sign out", include_hidden=True).wait_for(state="attached")
 
     return sign_in
 
