@@ -1,9 +1,9 @@
 import { useEffect, useId, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { Link, useSearchParams } from 'react-router';
-import { api } from '../../api/client';
+import { api, ApiError } from '../../api/client';
 import { announce } from '../../components/announce';
 import { Button } from '../../components/Button';
-import { ErrorMessage } from '../../components/ErrorMessage';
+import { Alert, ErrorMessage } from '../../components/ErrorMessage';
 import { SelectField, TextField } from '../../components/Field';
 import { formatDateTime } from '../../components/format';
 import { PageHeader } from '../../components/PageHeader';
@@ -359,7 +359,14 @@ export default function SearchPage() {
           </p>
         )}
         {load.status === 'loading' && !load.previous && <Spinner label="Searching" />}
-        {load.status === 'failed' && <ErrorMessage error={load.error} />}
+        {load.status === 'failed' &&
+          (load.error instanceof ApiError && load.error.status === 404 ? (
+            <Alert tone="warning" title="Search is not available on this server yet.">
+              <p>The search index has not been set up. An administrator can fill it with <code>fimum crawl</code>.</p>
+            </Alert>
+          ) : (
+            <ErrorMessage error={load.error} />
+          ))}
         {response && (
           <>
             <p className="search-stats" role="status">
