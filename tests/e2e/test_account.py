@@ -118,3 +118,28 @@ def test_sign_out_everywhere_ends_other_sessions(
         expect(other).to_have_url(re.compile(r"/login\?next=%2Faccount$"))
     finally:
         other_context.close()
+
+
+def test_a_free_user_at_the_daily_limit_sees_when_it_resets(
+    page: Page, live_server: LiveServer, login: Callable[..., None], axe: Axe
+) -> None:
+    email = "busy-free@example.com"
+    key = live_server.api_key(email, tier="free")
+    headers = {"Authorization": f"Bearer {key}"}
+    # Five images (the Free day) reserved by one queued batch; a sixth is refused with a reset time.
+    batch = {"prompt": "a lighthouse at dusk", "batch_size": 5, "steps": 20, "async": True}
+    accepted = httpx.post(f"{live_server.url}/api/v1/image/generate", json=batch, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    refused = httpx.post(
+        f"{live_server.url}/api/v1/image/generate", json=batch | {"batch_size": 1}, headers=headers
+    )
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "quota_exceeded"
+
+    login(page, email)
+    page.goto("/account")
+    plan = page.get_by_role("region", name="Plan and usage")
+    expect(plan.get_by_text("5 of 5 used")).to_be_visible()
+    expect(
+        plan.get_by_text(re.compile(r"Limit reached\. It resets at \d\d:\d\d \(in \d+ (h|min)"))
+    ).to_be_visible()
+    axe(page)
