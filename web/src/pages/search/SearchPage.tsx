@@ -9,7 +9,6 @@ import { formatDateTime } from '../../components/format';
 import { PageHeader } from '../../components/PageHeader';
 import { Spinner } from '../../components/Spinner';
 import { CredibilityBadge } from './CredibilityBadge';
-import { parseSnippet } from './highlight';
 import { languageName, languageOptions } from './languages';
 import { pageCount, pageWindow } from './pagination';
 import {
@@ -28,6 +27,7 @@ import {
   type SearchState,
 } from './queryState';
 import { SnapshotDialog } from './SnapshotDialog';
+import { Snippet } from './Snippet';
 import { DEFAULT_PAGE_SIZE, type SearchResponse, type SearchResult } from './types';
 import './search.css';
 
@@ -67,17 +67,6 @@ type Load =
   | { status: 'loading'; previous: SearchResponse | null }
   | { status: 'failed'; error: unknown }
   | { status: 'ready'; response: SearchResponse };
-
-function Snippet({ text }: { text: string }) {
-  // Highlights become <mark> elements; every part is rendered as text (never as HTML).
-  return (
-    <p className="search-snippet">
-      {parseSnippet(text).map((part, index) =>
-        part.highlighted ? <mark key={index}>{part.text}</mark> : <span key={index}>{part.text}</span>,
-      )}
-    </p>
-  );
-}
 
 function displayUrl(url: string): { site: string; path: string } {
   try {
