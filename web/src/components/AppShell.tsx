@@ -88,8 +88,8 @@ export function AppShell() {
             <div className="nav-user">
               <span className="nav-user-name" title={who}>
                 {who}
-                <span className="badge badge-tier">{user?.tier}</span>
               </span>
+              <span className="badge badge-tier">{user?.tier}</span>
               <Button variant="ghost" size="small" onClick={() => void logout()}>
                 Sign out
               </Button>
