@@ -1,4 +1,4 @@
-"""`make bench`: the engine-overhead, authenticated-API and image-service benchmarks always, the
+"""`make bench`: the engine-overhead, authenticated-API, image-service and web benchmarks always, the
 full-size CPU benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
@@ -34,6 +34,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
+    parser.add_argument(
+        "--no-web", action="store_true", help="skip web_bench.py (needs npm and /usr/bin/chromium)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -167,6 +170,11 @@ def image_service_rows(data: dict[str, Any]) -> list[list[str]]:
     return [[row["measure"], row["value"], row["goal"], row["verdict"]] for row in data.get("goals", [])]
 
 
+def web_rows(data: dict[str, Any]) -> list[list[str]]:
+    """web_bench.py judges its own goals too."""
+    return image_service_rows(data)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
@@ -176,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
     if not args.no_image_service:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
+    if not args.no_web:
+        ok["web_bench"] = run_script("web_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -189,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = read_json("image_service_bench")
     if ok.get("image_service_bench") and service:
         rows += image_service_rows(service)
+    web = read_json("web_bench")
+    if ok.get("web_bench") and web:
+        rows += web_rows(web)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

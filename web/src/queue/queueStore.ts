@@ -6,7 +6,7 @@
 // streaming previews re-render the panel at most 60 times a second, not once per message.
 
 import { useSyncExternalStore } from 'react';
-import { api, ApiError, wsAuthMessage, wsUrl } from '../api/client';
+import { api, ApiError, hasSession, onSessionEnded, wsAuthMessage, wsUrl } from '../api/client';
 import { announce } from '../components/announce';
 import { fetchImageBlob } from '../pages/gallery/imageFiles';
 import {
@@ -66,8 +66,9 @@ class JobSocket {
         return;
       }
       if (event.type === 'error') {
-        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token.
-        if (event.code === 'not_found') ended = true;
+        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token,
+        // unless the session is over (signed out): then there is nothing to follow either.
+        if (event.code === 'not_found' || !hasSession()) ended = true;
         return;
       }
       this.attempts = 0;
@@ -265,6 +266,7 @@ class QueueStore {
 
   private async poll(): Promise<void> {
     this.pollTimer = undefined;
+    if (!hasSession()) return; // signed out: attach() starts again at the next sign-in
     this.polling = true;
     try {
       const list = await api<JobList>(`${API}/jobs`);
@@ -280,6 +282,8 @@ class QueueStore {
 }
 
 export const queueStore = new QueueStore();
+// Signed out (here, in another tab, or the session expired): drop the jobs and close the sockets.
+onSessionEnded(() => queueStore.attach(null));
 
 /** The queue's current state; re-renders when it changes. */
 export function useQueue(): QueueState {
