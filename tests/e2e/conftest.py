@@ -6,6 +6,7 @@ Fixtures for tests/e2e/test_*.py:
 - `page` (per test): a fresh browser context at 1280x800. Uncaught page errors and Content-Security-
   Policy violations fail the test at teardown.
 - `phone_page`: the same at 360x740 (touch, mobile).
+- `live_server.api_key(email, tier)`: a personal API key, to prepare state through the API.
 - `login(page, email, tier="free")`: signs in through the real login page with the code from the
   SMTP peer; the user is created with `tier` first.
 - `axe(page, context=None)`: runs axe-core (web/node_modules/axe-core) and fails on serious or
@@ -62,6 +63,14 @@ TAKE_SCREENSHOTS = os.environ.get("FIMUM_SCREENSHOTS") == "1"
 PREBUILT_MODELS = os.environ.get("FIMUM_E2E_TINY_MODELS")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Real browser against a real server: seconds per test, not milliseconds (`-m "not slow"` skips).
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,6 +122,25 @@ class LiveServer:
                     create_user(session, identifier, tier=tier)
                 else:
                     user.tier = tier
+        finally:
+            database.dispose()
+
+    def api_key(self, email: str, tier: str = "free") -> str:
+        """A personal API key for this user (created if needed), for preparing state through the API."""
+        from fimum_ai.accounts import api_keys
+        from fimum_ai.accounts.identifiers import parse_identifier
+        from fimum_ai.accounts.users import find_by_identifier
+        from fimum_ai.db.session import Database
+        from fimum_ai.settings import Settings
+
+        self.set_tier(email, tier)
+        database = Database(Settings(data_dir=self.data_dir))
+        try:
+            with database.session() as session, session.begin():
+                user = find_by_identifier(session, parse_identifier(email))
+                assert user is not None
+                _row, key = api_keys.create_key(session, user.id, "e2e")
+                return key
         finally:
             database.dispose()
 
@@ -270,7 +298,7 @@ def login(live_server: LiveServer) -> Callable[..., None]:
         code = live_server.latest_code(email, after=before)
         page.get_by_label("6-digit code").fill(code)  # six digits submit on their own
         page.wait_for_url(lambda url: "/login" not in url)
-        page.get_by_role("button", name="Sign out").wait_for(state="attached")
+        page.get_by_role("button", name="Sign out", include_hidden=True).wait_for(state="attached")
 
     return sign_in
 

@@ -6,7 +6,7 @@
 // streaming previews re-render the panel at most 60 times a second, not once per message.
 
 import { useSyncExternalStore } from 'react';
-import { api, ApiError, wsAuthMessage, wsUrl } from '../api/client';
+import { api, ApiError, hasSession, onSessionEnded, wsAuthMessage, wsUrl } from '../api/client';
 import { announce } from '../components/announce';
 import { fetchImageBlob } from '../pages/gallery/imageFiles';
 import {
@@ -27,6 +27,9 @@ const POLL_RUNNING_MS = 10000;
 const RECONNECT_MAX_MS = 10000;
 // Apply buffered events at least this often when animation frames stop (a background tab).
 const FLUSH_FALLBACK_MS = 250;
+// Screen-reader messages are gathered and spoken together at most this often: eight jobs finishing
+// in one second are one announcement, not eight that cut each other off.
+const ANNOUNCE_EVERY_MS = 1000;
 
 type Listener = () => void;
 
@@ -63,8 +66,9 @@ class JobSocket {
         return;
       }
       if (event.type === 'error') {
-        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token.
-        if (event.code === 'not_found') ended = true;
+        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token,
+        // unless the session is over (signed out): then there is nothing to follow either.
+        if (event.code === 'not_found' || !hasSession()) ended = true;
         return;
       }
       this.attempts = 0;
@@ -106,6 +110,9 @@ class QueueStore {
   private pollTimer: number | undefined;
   private polling = false;
   private keySeq = 0;
+  private unspoken: string[] = [];
+  private announceTimer: number | undefined;
+  private lastAnnounced = 0;
   /** Whose queue this is: another sign-in starts an empty one. */
   private owner: string | null = null;
 
@@ -121,7 +128,7 @@ class QueueStore {
     const after = queueReducer(before, action);
     if (after === before) return;
     this.state = after;
-    for (const message of announcements(before, after)) announce(message);
+    this.speak(announcements(before, after));
     this.listeners.forEach((listener) => listener());
     this.sync();
   }
@@ -197,6 +204,20 @@ class QueueStore {
     this.dispatch({ type: 'clearFinished' });
   }
 
+  private speak(messages: string[]): void {
+    if (messages.length === 0) return;
+    this.unspoken.push(...messages);
+    if (this.announceTimer !== undefined) return;
+    const wait = Math.max(0, this.lastAnnounced + ANNOUNCE_EVERY_MS - Date.now());
+    this.announceTimer = window.setTimeout(() => {
+      this.announceTimer = undefined;
+      this.lastAnnounced = Date.now();
+      const text = this.unspoken.join(' ');
+      this.unspoken = [];
+      announce(text);
+    }, wait);
+  }
+
   // ---------------------------------------------------------------- live updates
 
   private receive = (event: JobEventMessage): void => {
@@ -245,6 +266,7 @@ class QueueStore {
 
   private async poll(): Promise<void> {
     this.pollTimer = undefined;
+    if (!hasSession()) return; // signed out: attach() starts again at the next sign-in
     this.polling = true;
     try {
       const list = await api<JobList>(`${API}/jobs`);
@@ -260,6 +282,8 @@ class QueueStore {
 }
 
 export const queueStore = new QueueStore();
+// Signed out (here, in another tab, or the session expired): drop the jobs and close the sockets.
+onSessionEnded(() => queueStore.attach(null));
 
 /** The queue's current state; re-renders when it changes. */
 export function useQueue(): QueueState {
