@@ -175,6 +175,11 @@ def test_inpaint_with_a_mouse_drawn_mask_keeps_every_other_pixel(
     clip = page.locator(".compare-before").evaluate("(el) => el.style.clipPath")
     assert clip == "inset(0px 25% 0px 0px)", clip
 
+    # The result becomes the new source; the same-size mask stays for another pass.
+    page.get_by_role("button", name="Keep editing the result").click()
+    expect(page.get_by_text(re.compile(rf"^[0-9a-f-]{{36}}\.png · {width}×{height} px$"))).to_be_visible()
+    expect(_coverage(page)).to_have_text(text)
+
 
 def test_outpaint_by_dragging_and_typing_then_upscale(
     page: Page, login: Callable[..., None], axe: Axe, screenshot: Shot, tmp_path: Path

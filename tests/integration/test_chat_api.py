@@ -311,3 +311,30 @@ def test_stop_reaches_the_replica_that_generates(
     finally:
         replica_a.stop()
         replica_b.stop()
+
+
+def test_agent_mode_runs_through_the_message_route_and_is_stored(
+    server: LiveServer, http: httpx.Client, openrouter: OpenRouterStandIn
+) -> None:
+    """`mode: "agent"` hands the turn to the coding agent (chat/agent.py): its tool calls and
+    results stream as events and are kept with the answer."""
+    headers = server.sign_in()
+    openrouter.script(
+        "test/coder",
+        Reply.tools(("run_code", {"language": "python", "code": "print(6 * 7)"})),
+        Reply.text("It prints 42."),
+    )
+    events = read_events(
+        http, "/api/v1/chat/new/messages", headers, {"content": "What does print(6*7) show?", "mode": "agent"}
+    )
+    kinds = [e["type"] for e in events]
+    assert "tool_call" in kinds and "tool_result" in kinds and kinds[-1] == "done"
+    call = next(e for e in events if e["type"] == "tool_call")
+    assert call["name"] == "run_code"
+    assert "".join(e["text"] for e in events if e["type"] == "delta").endswith("It prints 42.")
+    assert openrouter.models_asked() == ["test/coder", "test/coder"]  # the coding role
+    stored = http.get(f"/api/v1/chat/conversations/{events[0]['conversation_id']}", headers=headers).json()
+    answer = stored["messages"][-1]
+    assert answer["model"] == "test/coder" and answer["content"].endswith("It prints 42.")
+    assert answer["meta"]["tool_calls"][0]["name"] == "run_code"
+    assert answer["meta"]["tool_results"][0]["name"] == "run_code"

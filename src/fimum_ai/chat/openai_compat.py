@@ -80,15 +80,17 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(
         AUTO, min_length=1, max_length=200, description=f"{AUTO!r}, fimum/<role> or a catalogue id."
     )
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    messages: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="OpenAI chat messages (text and image_url parts)."
+    )
+    stream: bool = Field(False, description="Server-Sent Events of chat.completion.chunk objects.")
+    stream_options: dict[str, Any] | None = Field(None, description='{"include_usage": true} adds usage.')
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128, description="OpenAI tools format.")
     n: int = Field(1, ge=1, le=1, description="Only 1.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature, 0-2.")
+    top_p: float | None = Field(None, ge=0.0, le=1.0, description="Nucleus sampling, 0-1.")
+    max_tokens: int | None = Field(None, ge=1, description="Longest answer, in tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (newer name).")
 
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
