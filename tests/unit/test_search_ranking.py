@@ -109,3 +109,15 @@ def test_snippets_mark_query_words_and_escape_html() -> None:
 def test_query_words_drop_syntax() -> None:
     assert query_words('title:"Foo" AND (bar) -baz*') == ["title", "foo", "and", "bar", "baz"]
     assert query_words("प्रकाशस्तंभ तूफान") == ["प्रकाशस्तंभ", "तूफान"]
+
+
+@pytest.mark.slow  # a fresh interpreter importing the app, torch's neighbours and onnxruntime (~5-20 s)
+def test_the_app_and_the_nsfw_runtime_load_in_one_process() -> None:
+    """The vector library must not break onnxruntime (the image NSFW check) in the server process:
+    usearch did (segmentation fault on `import onnxruntime` after it)."""
+    import subprocess
+    import sys
+
+    code = "import fimum_ai.app, fimum_ai.search.vectors, onnxruntime; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

@@ -1,11 +1,11 @@
 """`SearchIndex`: one interface, two backends (docs/search.md).
 
-- embedded: tantivy (BM25) under data_dir/search/tantivy + usearch vectors + page metadata and
+- embedded: tantivy (BM25) under data_dir/search/tantivy + faiss HNSW vectors + page metadata and
   snapshots in the SQLite database;
 - distributed: PostgreSQL full text (tsvector, GIN) with embeddings and snapshots beside it, so
   every API replica and crawler node shares one index.
 
-Both keep vectors for semantic search in a usearch HNSW index in each searching process, fed from
+Both keep vectors for semantic search in a faiss HNSW index in each searching process, fed from
 the database (`vectors.py`). The crawler only calls `open_index`, `add`, `state` and `close`.
 """
 
@@ -169,6 +169,6 @@ def open_index(settings: Settings) -> SearchIndex:
     else:
         root = settings.data_dir / "search"
         fulltext = TantivyFullText(root / "tantivy", refresh)
-        vectors = VectorIndex(store, root / "vectors.usearch", refresh)
+        vectors = VectorIndex(store, root / "vectors.faiss", refresh)
         backend = "tantivy"
     return HybridIndex(backend, store, fulltext, vectors)

@@ -27,7 +27,7 @@ EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
 
 
 def url_key(url: str) -> int:
-    """A stable positive 63-bit id for a URL (fits BIGINT, tantivy i64 and usearch u64)."""
+    """A stable positive 63-bit id for a URL (fits BIGINT, tantivy i64 and faiss ids)."""
     digest = hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF or 1
 
