@@ -65,6 +65,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,  # as the schema says: `"top_p": false` is refused, not read as 0
         json_schema_extra={
             "examples": [
                 {"model": AUTO, "messages": [{"role": "user", "content": "Hello!"}]},

@@ -137,13 +137,17 @@ class ConversationList(BaseModel):
 
 
 class NewConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"title": "Trip plans"}, {}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"title": "Trip plans"}, {}]}
+    )
     title: str = Field("", max_length=200, description="Empty: the first message names it.")
     model: str = Field(AUTO, max_length=200, description=f"A catalogue id or {AUTO!r}.")
 
 
 class Rename(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"title": "Trip to Lisbon"}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"title": "Trip to Lisbon"}]}
+    )
     title: str = Field(min_length=1, max_length=200, description="The new title (1-200 characters).")
 
 
@@ -373,6 +377,7 @@ async def upload_attachment(request: Request, principal: CurrentUser) -> dict[st
 class SendMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # as the schema says: `"temperature": false` is refused, not read as 0
         json_schema_extra={
             "examples": [
                 {"content": "Explain Python's GIL in two sentences."},
