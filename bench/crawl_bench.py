@@ -5,6 +5,7 @@ Variants, each a real crawler process against the same site, in the same run:
 - `fetch only`: a bare Scrapy spider with the crawler's settings that fetches pages and follows
   links (lxml), nothing else: the floor of what Scrapy costs here (the same-run baseline);
 - `crawl + index (embedded)`: `fimum crawl` into the embedded index (tantivy + SQLite);
+- `crawl + index, 1 extraction process`: the same with `crawler.extract_workers=1`;
 - `2 workers, Redis frontier (distributed)`: two `fimum crawl` processes sharing one frontier,
   writing the PostgreSQL index (skipped with --no-distributed or without PostgreSQL/Redis).
 The site server runs in this process, on the same cores: its CPU time is part of every variant.
@@ -187,6 +188,50 @@ def distributed_available() -> bool:
     return True
 
 
+def stage_costs(site: Any, work: Path, pages: int = 300) -> dict[str, float]:
+    """CPU milliseconds per page of each stage in this process (process time, so other sessions'
+    load inflates it far less than wall time): extraction of the site's HTML, and the index write."""
+    from datetime import UTC, datetime
+
+    from fimum_ai.search.crawler.extract import extract_document
+    from fimum_ai.search.documents import Page
+    from fimum_ai.search.index import open_index
+    from fimum_ai.settings import load_settings
+
+    paths = site.articles[:pages]
+    bodies = [(p, site.resources[p].body) for p in paths]
+    extract_document("html", bodies[0][1], "http://bench.example" + bodies[0][0])  # warm: lazy imports
+    started = time.process_time()
+    extracted = [extract_document("html", body, "http://bench.example" + path) for path, body in bodies]
+    extract_ms = (time.process_time() - started) / len(bodies) * 1000
+    now = datetime.now(UTC)
+    docs = [
+        Page(
+            url="http://bench.example" + path,
+            title=e.title,
+            text=e.text,
+            lang=e.lang,
+            published=e.published,
+            fetched_at=now,
+            filetype="html",
+            links=tuple(e.links),
+            fingerprint=e.fingerprint,
+        )
+        for (path, _), e in zip(bodies, extracted, strict=True)
+    ]
+    os.environ["FIMUM_DATA_DIR"] = str(work / "stages")
+    try:
+        index = open_index(load_settings())
+        started = time.process_time()
+        for i in range(0, len(docs), 200):
+            index.add(docs[i : i + 200])
+        index_ms = (time.process_time() - started) / len(docs) * 1000
+        index.close()
+    finally:
+        os.environ.pop("FIMUM_DATA_DIR", None)
+    return {"extract_cpu_ms_per_page": round(extract_ms, 2), "index_cpu_ms_per_page": round(index_ms, 2)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.fetch_only_worker:
@@ -196,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     articles = 1000 if args.quick else args.articles
     repeats = 1 if args.quick else args.repeats
-    variants = ["fetch only", "crawl + index (embedded)"]
+    variants = ["fetch only", "crawl + index (embedded)", "crawl + index, 1 extraction process"]
     if not args.no_distributed and distributed_available():
         variants.append("2 workers, Redis frontier (distributed)")
     c.log(f"building a site of {articles} articles")
@@ -204,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="crawl-bench-") as tmp, SiteServer(site) as server:
         work = Path(tmp)
+        stages = stage_costs(site, work)
+        extract_ms, index_ms = stages["extract_cpu_ms_per_page"], stages["index_cpu_ms_per_page"]
+        c.log(f"CPU per page: extraction {extract_ms} ms, index write {index_ms} ms")
         seed = server.url + "/"
         for repeat in range(repeats):
             for variant in variants:
@@ -214,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result = run_crawlers([[sys.executable, __file__, "--fetch-only-worker", seed]], env)
                 elif variant.startswith("crawl"):
                     env = variant_env("embedded", work)
+                    if "extraction process" in variant:
+                        env["FIMUM_CRAWLER__EXTRACT_WORKERS"] = "1"
                     result = run_crawlers([[FIMUM, "crawl", seed, "--json"]], env)
                 else:
                     env = variant_env("distributed", work)
@@ -282,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": repeats,
         "goal_pages_per_min": GOAL_PAGES_PER_MIN,
         "fetch_only_pages_per_min": base.as_dict(),
+        "stage_cpu_ms_per_page": stages,
         "variants": summary,
         "goals": [
             {"measure": f"crawl {r[0]} (pages/min)", "value": r[1], "goal": r[7], "verdict": r[8]}

@@ -203,6 +203,9 @@ class CrawlerConfig(_Section):
     # in a page of a few hundred words; unrelated texts differ in ~32).
     near_duplicate_bits: int = Field(5, ge=0, le=16)
     index_batch: int = Field(200, ge=1, le=10_000)  # pages handed to the index at once
+    # Processes that extract text beside the crawler process (0: in it; -1: one per further core,
+    # at most 4). Worth it on idle cores; on a busy machine the hand-off costs more (bench/RESULTS.md).
+    extract_workers: int = Field(0, ge=-1, le=64)
     # "auto": the Redis frontier in distributed mode, else in memory. Crawler processes that share
     # `frontier: redis`, FIMUM_REDIS_URL and `crawl_name` share one queue and one seen-set.
     frontier: Literal["auto", "memory", "redis"] = "auto"

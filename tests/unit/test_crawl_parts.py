@@ -236,3 +236,24 @@ def test_short_texts_fall_back_to_the_declared_language() -> None:
 def test_http_dates() -> None:
     assert http_date(b"Wed, 21 Oct 2015 07:28:00 GMT") == datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
     assert http_date("yesterday") is None and http_date(None) is None
+
+
+def test_extraction_in_a_worker_process_gives_the_same_result() -> None:
+    import asyncio
+
+    from fimum_ai.search.crawler.extract import extract_document
+    from fimum_ai.search.crawler.extractors import Extractors
+
+    paras = "".join(f"<p>{_text(i, 60)}</p>" for i in range(5))
+    body = ARTICLE.format(paras=paras).encode()
+    url = "https://site.example/articles/x"
+    here = extract_document("html", body, url, "utf-8")
+    assert here.fingerprint == simhash64(here.text) != 0
+    pool = Extractors(1)
+    try:
+        there = asyncio.run(pool.extract("html", body, url, "utf-8"))
+        with pytest.raises(UnsupportedDocument):
+            asyncio.run(pool.extract("pdf", b"%PDF-1.4 broken", url, None))
+    finally:
+        pool.close()
+    assert there == here

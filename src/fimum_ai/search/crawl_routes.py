@@ -174,7 +174,7 @@ async def list_crawls(_: AdminUser, jobs: JobsDep) -> dict[str, Any]:
     "/{crawl_id}",
     summary="One crawl and its live progress (pages/min, queue, errors...)",
     response_model=None,
-    responses=_ok(CrawlView, 200) | error_responses(*_ADMIN_ERRORS, _NO_SUCH_CRAWL),
+    responses=_ok(CrawlView, 200) | error_responses(*_ADMIN_ERRORS, _NO_SUCH_CRAWL, VALIDATION_FAILED),
 )
 async def get_crawl(crawl_id: str, _: AdminUser, jobs: JobsDep) -> dict[str, Any]:
     return await asyncio.to_thread(jobs.get, crawl_id)
@@ -186,7 +186,12 @@ async def get_crawl(crawl_id: str, _: AdminUser, jobs: JobsDep) -> dict[str, Any
     summary="Ask a crawl to stop (what it indexed so far stays)",
     response_model=None,
     responses=_ok(CrawlView, 202, "Stop requested")
-    | error_responses(*_ADMIN_ERRORS, _NO_SUCH_CRAWL, ErrorDoc.of(Conflict, "the crawl is finished already")),
+    | error_responses(
+        *_ADMIN_ERRORS,
+        _NO_SUCH_CRAWL,
+        ErrorDoc.of(Conflict, "the crawl is finished already"),
+        VALIDATION_FAILED,
+    ),
 )
 async def stop_crawl(crawl_id: str, _: AdminUser, jobs: JobsDep) -> dict[str, Any]:
     return await asyncio.to_thread(jobs.stop, crawl_id)

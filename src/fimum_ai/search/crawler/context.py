@@ -12,6 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from fimum_ai.search.crawler.extractors import Extractors
 from fimum_ai.search.crawler.fingerprint import NearDuplicates
 from fimum_ai.search.crawler.memory import LinkMemory
 from fimum_ai.search.documents import PageState
@@ -170,6 +171,7 @@ class CrawlContext:
     budget: PageBudget
     frontier: Frontier
     reporter: CrawlReporter = field(default_factory=NullReporter)
+    extractors: Extractors = field(default_factory=lambda: Extractors(0))
     index_batch: int = 200
     idle_close_s: float = 3.0
     follow_sitemaps: bool = True

@@ -44,6 +44,7 @@ class Extracted:
     links: list[str] = field(default_factory=list)  # outgoing links that may be followed
     noindex: bool = False  # <meta name=robots content=noindex> / X-Robots-Tag
     nofollow: bool = False
+    fingerprint: int = 0  # SimHash of `text`
 
 
 class UnsupportedDocument(ValueError):
@@ -63,6 +64,23 @@ def filetype_of(content_type: str | None, url: str) -> str | None:
         if path.endswith(ext):
             return kind
     return "html" if not content_type else None
+
+
+def extract_document(filetype: str, body: bytes, url: str, encoding: str | None = None) -> Extracted:
+    """Everything the index needs from one document, its SimHash included. A plain function of
+    picklable arguments: the crawler runs it in worker processes (see extractors.py)."""
+    from fimum_ai.search.crawler.fingerprint import simhash64
+
+    if filetype == "html":
+        extracted = extract_html(body, url, encoding)
+    elif filetype == "pdf":
+        extracted = extract_pdf(body)
+    elif filetype == "docx":
+        extracted = extract_docx(body)
+    else:
+        extracted = extract_txt(body, encoding)
+    extracted.fingerprint = simhash64(extracted.text)
+    return extracted
 
 
 # ------------------------------------------------------------------------------------------ HTML

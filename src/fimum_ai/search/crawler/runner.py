@@ -19,6 +19,7 @@ from fimum_ai.search.crawler.context import (
     IndexSink,
     PageBudget,
 )
+from fimum_ai.search.crawler.extractors import Extractors
 from fimum_ai.search.crawler.fingerprint import MemoryNearDuplicates, NearDuplicates, RedisNearDuplicates
 from fimum_ai.search.crawler.memory import LinkMemory, RedisLinkMemory, SqliteLinkMemory
 from fimum_ai.settings import Settings
@@ -57,6 +58,8 @@ def scrapy_settings(settings: Settings, frontier: Frontier, log_level: str = "WA
         "TELNETCONSOLE_ENABLED": False,
         "REMOTE_CONTROL_ENABLED": False,
         "LOG_LEVEL": log_level,
+        # The spider awaits extraction in worker processes (asyncio futures).
+        "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
         "LOGSTATS_INTERVAL": 0,
         # Breadth first: seeds and shallow pages before deep ones (a page budget keeps the best).
         "DEPTH_PRIORITY": 1,
@@ -119,6 +122,7 @@ def build_context(
         links = SqliteLinkMemory(folder / "links.sqlite3")
         budget = PageBudget(options.max_pages)
     return CrawlContext(
+        extractors=Extractors(cfg.extract_workers),
         options=options,
         index=index,
         near_duplicates=near,
@@ -182,6 +186,7 @@ def run_crawl(
         process.crawl(SiteSpider, ctx=ctx)
         process.start()
     finally:
+        ctx.extractors.close()
         ctx.near_duplicates.close()
         ctx.links.close()
         ctx.index.close()

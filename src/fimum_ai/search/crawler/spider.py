@@ -22,17 +22,7 @@ from scrapy.utils.sitemap import Sitemap
 from twisted.python.failure import Failure
 
 from fimum_ai.search.crawler.context import CrawlContext
-from fimum_ai.search.crawler.extract import (
-    Extracted,
-    UnsupportedDocument,
-    extract_docx,
-    extract_html,
-    extract_pdf,
-    extract_txt,
-    filetype_of,
-    http_date,
-)
-from fimum_ai.search.crawler.fingerprint import simhash64
+from fimum_ai.search.crawler.extract import UnsupportedDocument, filetype_of, http_date
 from fimum_ai.search.crawler.urls import host_of, in_domains, normalise_url
 from fimum_ai.search.documents import Page
 
@@ -129,7 +119,7 @@ class SiteSpider(scrapy.Spider):
 
     # ------------------------------------------------------------------------ pages
 
-    def parse_page(self, response: Response) -> Iterator[Any]:
+    async def parse_page(self, response: Response) -> AsyncIterator[Any]:
         stats = self.crawler.stats
         if not response.meta.get("fimum_not_fetched"):
             stats.inc_value("fimum/fetched")
@@ -142,7 +132,8 @@ class SiteSpider(scrapy.Spider):
             known = response.meta.get("fimum_known_fingerprint")
             if known:
                 self.ctx.near_duplicates.claim(url, int(known))
-            yield from self._follow(self.ctx.links.recall(url), depth)
+            for request in self._follow(self.ctx.links.recall(url), depth):
+                yield request
             return
         content_type = response.headers.get(b"Content-Type")
         filetype = filetype_of(content_type.decode("latin-1") if content_type else None, url)
@@ -152,7 +143,7 @@ class SiteSpider(scrapy.Spider):
             return
         encoding = response.encoding if isinstance(response, TextResponse) else None
         try:
-            extracted = self._extract(filetype, response.body, url, encoding)
+            extracted = await self.ctx.extractors.extract(filetype, response.body, url, encoding)
         except UnsupportedDocument as exc:
             stats.inc_value("fimum/errors")
             stats.inc_value("fimum/errors_extraction")
@@ -162,7 +153,8 @@ class SiteSpider(scrapy.Spider):
         follow = [] if extracted.nofollow or "nofollow" in x_robots else extracted.links
         if filetype == "html":
             self.ctx.links.remember(url, follow)
-        yield from self._follow(follow, depth)
+        for request in self._follow(follow, depth):
+            yield request
         if extracted.noindex or "noindex" in x_robots:
             stats.inc_value("fimum/skipped")
             stats.inc_value("fimum/skipped_noindex")
@@ -189,7 +181,7 @@ class SiteSpider(scrapy.Spider):
             publisher=_real_publisher(extracted.publisher, url),
             etag=etag.decode("latin-1") if etag else None,
             last_modified=last_modified.decode("latin-1") if last_modified else None,
-            fingerprint=simhash64(extracted.text),
+            fingerprint=extracted.fingerprint,
         )
 
     def _follow(self, links: list[str], depth: int) -> Iterator[Request]:
@@ -197,15 +189,6 @@ class SiteSpider(scrapy.Spider):
             for link in links:
                 if in_domains(link, self.domains):
                     yield self.page_request(link)
-
-    def _extract(self, filetype: str, body: bytes, url: str, encoding: str | None) -> Extracted:
-        if filetype == "html":
-            return extract_html(body, url, encoding)
-        if filetype == "pdf":
-            return extract_pdf(body)
-        if filetype == "docx":
-            return extract_docx(body)
-        return extract_txt(body, encoding)
 
     def page_failed(self, failure: Failure) -> None:
         stats = self.crawler.stats

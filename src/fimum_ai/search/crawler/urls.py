@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 from url_normalize import url_normalize
@@ -30,7 +31,13 @@ def normalise_url(url: str, base: str | None = None) -> str | None:
     url = url.strip()
     if not url:
         return None
-    absolute = urljoin(base, url) if base else url
+    return _normalise_absolute(urljoin(base, url) if base else url)
+
+
+@lru_cache(maxsize=65536)
+def _normalise_absolute(absolute: str) -> str | None:
+    # Cached: the same links (navigation, "next", the home page) appear on page after page, and
+    # normalising one costs ~0.3 ms (IDNA, percent-encoding, query sorting).
     parts = urlsplit(absolute)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
