@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.catalogue import AUTO, UnknownModel
-from fimum_ai.chat.events import Delta, Done, Event, ModelSwitch, ToolCall, Usage
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, Delta, Done, Event, ModelSwitch, ToolCall, Usage
 from fimum_ai.chat.router import ChatRequest, ModelsUnavailable
 from fimum_ai.chat.routes import NOT_CONFIGURED, chat_service
 from fimum_ai.errors import (
@@ -148,7 +148,7 @@ def _completion_id() -> str:
             "chat.completion.chunk objects ending in `data: [DONE]`.",
             "content": {
                 "application/json": {"schema": {"type": "object"}},
-                "text/event-stream": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": SSE_EVENT_SCHEMA},
             },
         },
         **error_responses(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.catalogue import UnknownModel
-from fimum_ai.chat.events import Done, Error, sse_frame
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, Done, Error, sse_frame
 from fimum_ai.chat.research import DeepResearch, ResearchFailed
 from fimum_ai.chat.service import ChatNotConfigured
 from fimum_ai.errors import (
@@ -53,7 +53,7 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: progress, each model's text (`source` = model id), the "
         "synthesis, sources, done.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
@@ -67,6 +67,7 @@ _STREAM: dict[int | str, dict[str, Any]] = {
         MALFORMED_BODY,
         VALIDATION_FAILED,
         ErrorDoc.of(UnknownModel, "model: 'x' is not in the catalogue", {"field": "model", "model": "x"}),
+        RATE_LIMITED,  # the route's 429 entry replaces the router's: name both codes
         ErrorDoc.of(
             QuotaExceeded, "Daily research quota reached: 10 of 10 used, 1 requested.", {"kind": "research"}
         ),

@@ -17,7 +17,7 @@ from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.attachments import read_and_ingest
 from fimum_ai.chat.catalogue import AUTO, UnknownModel
 from fimum_ai.chat.conversations import export_json, export_markdown
-from fimum_ai.chat.events import sse_frame
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, sse_frame
 from fimum_ai.chat.router import ModelsUnavailable
 from fimum_ai.chat.service import NOT_CONFIGURED_MESSAGE, ChatNotConfigured, ChatService, Turn
 from fimum_ai.errors import (
@@ -405,7 +405,7 @@ _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: `started`, then `delta` (text), `model_switch`, `tool_call`, "
         "`tool_result`, `progress`, `usage`, and finally `done` (the model that replied) or `error`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 

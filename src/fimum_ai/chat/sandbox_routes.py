@@ -111,6 +111,7 @@ async def languages(_: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
         ErrorDoc.of(UnsupportedLanguage, "language 'cobol' is not available in this sandbox"),
         ErrorDoc.of(InvalidInput, "code: larger than 262144 bytes", {"field": "code"}),
         ErrorDoc.of(SandboxUnavailable, "docker engine unavailable: Cannot connect to the Docker daemon"),
+        RATE_LIMITED,  # the route's 429 entry replaces the router's: name both codes
         ErrorDoc.example(SandboxBusy(2)),
     ),
 )
