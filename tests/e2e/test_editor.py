@@ -136,7 +136,7 @@ def test_inpaint_with_a_mouse_drawn_mask_keeps_every_other_pixel(
     progress: list[str] = page.evaluate("() => window.__progress")
     assert any(re.match(r"Step \d+ of \d+", line) for line in progress), progress
     axe(page)
-    page.get_by_role("heading", name="Result").scroll_into_view_if_needed()
+    page.locator(".editor-result").evaluate("(el) => el.scrollIntoView({ block: 'start' })")
     screenshot(page, "editor-result")
 
     result = _download(page, tmp_path / "result.png")

@@ -113,6 +113,8 @@ def test_batch_of_8_shows_each_jobs_progress_and_preview_and_all_reach_the_galle
     # Busy: jobs streaming progress and previews.
     expect(page.get_by_role("progressbar", name=re.compile(r"Job \d progress")).first).to_be_visible()
     expect(page.get_by_text("Generating").first).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    preview = page.get_by_role("img", name=re.compile(r"Latent preview of job \d at step \d+ of 20"))
+    expect(preview.first).to_be_visible(timeout=JOB_TIMEOUT_MS)
     axe(page)
     screenshot(page, "studio-busy")
 

@@ -95,6 +95,7 @@ export default function EditorPage() {
   const job = useEditJob();
   const formErrorId = useId();
   const urls = useRef(new Set<string>());
+  const resultRef = useRef<HTMLElement>(null);
 
   const track = (url: string) => {
     urls.current.add(url);
@@ -235,6 +236,13 @@ export default function EditorPage() {
       { blob: from.blob, name: `${from.id}.png`, url: from.url, width: from.width, height: from.height, imageId: from.id },
       { keepMask: from.width === from.source.width && from.height === from.source.height },
     );
+
+  // Bring a new result into view (its arrival is also announced to screen readers).
+  useEffect(() => {
+    if (!result) return;
+    const still = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    resultRef.current?.scrollIntoView?.({ behavior: still ? 'auto' : 'smooth', block: 'nearest' });
+  }, [result]);
 
   const busy = state.phase === 'submitting' || state.phase === 'queued' || state.phase === 'running';
   const modeHint = MODES.find((m) => m.value === mode)?.hint;
@@ -397,7 +405,7 @@ export default function EditorPage() {
 
       {resultError !== null && <ErrorMessage error={resultError} />}
       {result && (
-        <section className="card editor-result" aria-labelledby="editor-result-title">
+        <section ref={resultRef} className="card editor-result" aria-labelledby="editor-result-title">
           <h2 id="editor-result-title">Result</h2>
           <CompareSlider
             beforeSrc={result.source.url}
