@@ -20,7 +20,7 @@ export const NAV_ITEMS: NavItem[] = [
   { to: '/images', label: 'Images', end: true },
   { to: '/images/edit', label: 'Edit' },
   { to: '/gallery', label: 'Gallery' },
-  { to: '/search', label: 'Search', soon: true },
+  { to: '/search', label: 'Search' },
   { to: '/account', label: 'Account' },
   { to: '/about', label: 'About', isPublic: true },
 ];

@@ -7,7 +7,7 @@ import type { Credibility } from './types';
  * screens), stays while the pointer moves onto it, and Escape dismisses it (WCAG 1.4.13). The
  * breakdown is also the button's description, so screen readers hear it without opening anything.
  */
-export function CredibilityBadge({ credibility }: { credibility: Credibility | null }) {
+export function CredibilityBadge({ credibility }: { credibility: Credibility | null | undefined }) {
   const tooltipId = useId();
   const [hovered, setHovered] = useState(false);
   const [focused, setFocused] = useState(false);
@@ -64,7 +64,7 @@ export function CredibilityBadge({ credibility }: { credibility: Credibility | n
         <span className="cred-level"> · {level}</span>
       </button>
       <span id={tooltipId} role="tooltip" className={open ? 'cred-tooltip cred-tooltip-open' : 'cred-tooltip'}>
-        <span className="cred-tooltip-title">Credibility {score} of 100: how it is made up</span>
+        <span className="cred-tooltip-title">Credibility {score} of 100: points per signal</span>
         {rows.length ? (
           <span className="cred-rows">
             {rows.map((row) => (

@@ -28,7 +28,7 @@ import {
 } from './queryState';
 import { SnapshotDialog } from './SnapshotDialog';
 import { Snippet } from './Snippet';
-import { DEFAULT_PAGE_SIZE, type SearchResponse, type SearchResult } from './types';
+import { MAX_PAGE, PAGE_SIZE, type SearchResponse, type SearchResult } from './types';
 import './search.css';
 
 const MODE_TEXT: Record<SearchMode, { label: string; hint: string }> = {
@@ -96,7 +96,7 @@ function ResultItem({ result, onSnapshot }: { result: SearchResult; onSnapshot: 
     <li className="search-result">
       <article aria-label={title}>
         <p className="search-result-site">
-          <span className="search-result-host">{result.site?.trim() || site}</span>
+          <span className="search-result-host">{result.site || site}</span>
           {path && <span className="search-result-path"> {path}</span>}
         </p>
         <h2 className="search-result-title">{href ? <a href={href}>{title}</a> : title}</h2>
@@ -109,6 +109,9 @@ function ResultItem({ result, onSnapshot }: { result: SearchResult; onSnapshot: 
           ) : (
             <span>No publication date</span>
           )}
+          <span>
+            Crawled <time dateTime={result.fetched_at}>{formatDateTime(result.fetched_at)}</time>
+          </span>
           {result.lang && (
             <span>
               <span className="visually-hidden">Language: </span>
@@ -120,7 +123,7 @@ function ResultItem({ result, onSnapshot }: { result: SearchResult; onSnapshot: 
           )}
           <CredibilityBadge credibility={result.credibility} />
           {result.snapshot_id && (
-            <Button size="small" variant="ghost" onClick={() => onSnapshot(result.snapshot_id as string)}>
+            <Button size="small" variant="ghost" onClick={() => onSnapshot(result.snapshot_id)}>
               Snapshot<span className="visually-hidden"> of {title}</span>
             </Button>
           )}
@@ -218,8 +221,10 @@ export default function SearchPage() {
   const focusResults = () => resultsHeading.current?.focus();
 
   const response = load.status === 'ready' ? load.response : load.status === 'loading' ? load.previous : null;
-  const perPage = response?.per_page && response.per_page > 0 ? response.per_page : DEFAULT_PAGE_SIZE;
-  const pages = response ? Math.max(pageCount(response.total, perPage), state.page) : 0;
+  // The API pages up to MAX_PAGE; hybrid and semantic results end after the fused candidates, so a
+  // deep page can come back empty although `total` is larger (see the note below the results).
+  const pages = response ? Math.min(MAX_PAGE, Math.max(pageCount(response.total, PAGE_SIZE), state.page)) : 0;
+  const pastEnd = response !== null && response.total > 0 && response.results.length === 0;
   const filters = activeFilterCount(state);
 
   return (
@@ -358,6 +363,14 @@ export default function SearchPage() {
             <Alert tone="warning" title="Search is not available on this server yet.">
               <p>The search index has not been set up. An administrator can fill it with <code>fimum crawl</code>.</p>
             </Alert>
+          ) : load.error instanceof ApiError && load.error.code === 'search_unavailable' && state.mode !== 'keyword' ? (
+            <Alert tone="warning" title="Semantic ranking is unavailable right now.">
+              <p>
+                {load.error.message}.{' '}
+                <Link to={`/search?${stateToParams({ ...state, mode: 'keyword', page: 1 }).toString()}`}>Search by keyword</Link>{' '}
+                instead.
+              </p>
+            </Alert>
           ) : (
             <ErrorMessage error={load.error} />
           ))}
@@ -387,6 +400,19 @@ export default function SearchPage() {
                 )}
                 <li>Check the spelling, or use fewer words.</li>
               </ul>
+            )}
+            {pastEnd && (
+              <p className="search-tips">
+                No more results on this page: hybrid and semantic ranking stop after the best candidates.{' '}
+                <Link to={`/search?${stateToParams({ ...state, page: 1 }).toString()}`}>Back to the first page</Link>
+                {state.mode !== 'keyword' && (
+                  <>
+                    {' '}or{' '}
+                    <Link to={`/search?${stateToParams({ ...state, mode: 'keyword' }).toString()}`}>page through keyword results</Link>
+                  </>
+                )}
+                .
+              </p>
             )}
             <ol className={load.status === 'loading' ? 'search-list search-list-stale' : 'search-list'}>
               {response.results.map((result) => (

@@ -40,7 +40,6 @@ export function SnapshotDialog({ snapshotId, onClose }: { snapshotId: string; on
   }, [snapshotId]);
 
   const snapshot = load.status === 'ready' ? load.snapshot : null;
-  const fetched = snapshot?.fetched_at ?? snapshot?.retrieved_at;
   return (
     <dialog
       ref={ref}
@@ -58,14 +57,19 @@ export function SnapshotDialog({ snapshotId, onClose }: { snapshotId: string; on
         <>
           <p className="snapshot-meta">
             {snapshot.url && <span className="snapshot-url">{snapshot.url}</span>}
-            {fetched && (
+            <span>
+              Crawled <time dateTime={snapshot.fetched_at}>{formatDateTime(snapshot.fetched_at)}</time>
+            </span>
+            {snapshot.published && (
               <span>
-                Crawled <time dateTime={fetched}>{formatDateTime(fetched)}</time>
+                Published <time dateTime={snapshot.published}>{formatDateTime(snapshot.published)}</time>
               </span>
             )}
+            {snapshot.author && <span>By {snapshot.author}</span>}
+            {snapshot.publisher && <span>{snapshot.publisher}</span>}
           </p>
           {/* Long text scrolls inside the dialog: focusable so the keyboard can scroll it (axe scrollable-region-focusable). */}
-          <div className="snapshot-text" tabIndex={0} role="region" aria-label="Snapshot text">
+          <div className="snapshot-text" tabIndex={0} role="region" aria-label="Snapshot text" lang={snapshot.lang || undefined}>
             {snapshot.text?.trim() ? snapshot.text : 'This snapshot has no text.'}
           </div>
         </>

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeEntities, parseSnippet, snippetText } from './highlight';
 
 describe('parseSnippet', () => {
-  it('splits tantivy/ts_headline <b> markers into highlighted parts', () => {
-    expect(parseSnippet('The <b>quick</b> brown <b>fox</b>')).toEqual([
+  it("splits the API's <mark> markers into highlighted parts", () => {
+    expect(parseSnippet('The <mark>quick</mark> brown <mark>fox</mark>')).toEqual([
       { text: 'The ', highlighted: false },
       { text: 'quick', highlighted: true },
       { text: ' brown ', highlighted: false },
@@ -11,46 +11,45 @@ describe('parseSnippet', () => {
     ]);
   });
 
-  it('accepts <mark> and upper-case markers', () => {
-    expect(parseSnippet('a <MARK>b</MARK> <mark>c</mark>')).toEqual([
+  it('accepts upper-case markers and leaves other tags such as <b> as text', () => {
+    expect(parseSnippet('a <MARK>b</MARK> <b>c</b>')).toEqual([
       { text: 'a ', highlighted: false },
       { text: 'b', highlighted: true },
-      { text: ' ', highlighted: false },
-      { text: 'c', highlighted: true },
+      { text: ' <b>c</b>', highlighted: false },
     ]);
   });
 
   it('merges adjacent highlights and drops empty parts', () => {
-    expect(parseSnippet('<b>new</b><b> york</b><b></b> city')).toEqual([
+    expect(parseSnippet('<mark>new</mark><mark> york</mark><mark></mark> city')).toEqual([
       { text: 'new york', highlighted: true },
       { text: ' city', highlighted: false },
     ]);
   });
 
   it('handles a highlight cut off at either end of the snippet', () => {
-    expect(parseSnippet('ending</b> here and <b>starting')).toEqual([
+    expect(parseSnippet('ending</mark> here and <mark>starting')).toEqual([
       { text: 'ending here and ', highlighted: false },
       { text: 'starting', highlighted: true },
     ]);
   });
 
   it('keeps nested markers highlighted until the outer one closes', () => {
-    expect(parseSnippet('<b>a <b>b</b> c</b> d')).toEqual([
+    expect(parseSnippet('<mark>a <mark>b</mark> c</mark> d')).toEqual([
       { text: 'a b c', highlighted: true },
       { text: ' d', highlighted: false },
     ]);
   });
 
   it('decodes escaped text after splitting, so escaped markers stay literal text', () => {
-    expect(parseSnippet('use &lt;b&gt; for <b>bold</b> &amp; more')).toEqual([
-      { text: 'use <b> for ', highlighted: false },
+    expect(parseSnippet('use &lt;mark&gt; for <mark>bold</mark> &amp; more')).toEqual([
+      { text: 'use <mark> for ', highlighted: false },
       { text: 'bold', highlighted: true },
       { text: ' & more', highlighted: false },
     ]);
   });
 
   it('leaves any other markup as inert text', () => {
-    const parts = parseSnippet('<img src=x onerror="alert(1)"><b>hit</b><script>x()</script>');
+    const parts = parseSnippet('<img src=x onerror="alert(1)"><mark>hit</mark><script>x()</script>');
     expect(parts).toEqual([
       { text: '<img src=x onerror="alert(1)">', highlighted: false },
       { text: 'hit', highlighted: true },
@@ -63,7 +62,7 @@ describe('parseSnippet', () => {
   });
 
   it('handles multilingual text', () => {
-    expect(parseSnippet('東京の<b>天気</b>予報 — <b>ภาษาไทย</b>')).toEqual([
+    expect(parseSnippet('東京の<mark>天気</mark>予報 — <mark>ภาษาไทย</mark>')).toEqual([
       { text: '東京の', highlighted: false },
       { text: '天気', highlighted: true },
       { text: '予報 — ', highlighted: false },
@@ -86,6 +85,6 @@ describe('decodeEntities', () => {
 
 describe('snippetText', () => {
   it('is the snippet without markers', () => {
-    expect(snippetText('a <b>b</b> &amp; c')).toBe('a b & c');
+    expect(snippetText('a <mark>b</mark> &amp; c')).toBe('a b & c');
   });
 });

@@ -1,9 +1,9 @@
 /**
- * Search snippets arrive with the query terms wrapped in markers: `<b>…</b>` (tantivy's
- * `Snippet.to_html()` and PostgreSQL's `ts_headline` defaults) or `<mark>…</mark>`, with the page's
- * own text HTML-escaped. We never hand that string to the DOM as HTML: it is split here into plain
- * text parts, and the page renders highlighted parts as <mark> elements. Any other tag stays literal
- * text, so a page that smuggles `<img onerror>` into its text shows those characters and nothing runs.
+ * The search API's snippets are HTML-escaped text in which the query words (and their inflected
+ * forms, CJK/Thai substrings) are wrapped in `<mark>…</mark>` (src/fimum_ai/search/snippets.py).
+ * We never hand that string to the DOM as HTML: it is split here into plain text parts, and the page
+ * renders highlighted parts as <mark> elements. Any other tag stays literal text, so a page that
+ * smuggles `<img onerror>` into its text shows those characters and nothing runs.
  */
 
 export interface SnippetPart {
@@ -11,7 +11,7 @@ export interface SnippetPart {
   highlighted: boolean;
 }
 
-const MARKER = /<(\/?)(?:b|mark|em|strong)\s*>/gi;
+const MARKER = /<(\/?)mark\s*>/gi;
 
 const NAMED_ENTITIES: Record<string, string> = {
   amp: '&',

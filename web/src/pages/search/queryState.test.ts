@@ -61,9 +61,10 @@ describe('stateFromParams / stateToParams', () => {
     });
   });
 
-  it('rejects fractional and huge page numbers', () => {
+  it('rejects fractional page numbers and pages past the API limit of 100', () => {
     expect(stateFromParams(new URLSearchParams('page=2.5')).page).toBe(1);
-    expect(stateFromParams(new URLSearchParams('page=99999999')).page).toBe(1);
+    expect(stateFromParams(new URLSearchParams('page=101')).page).toBe(1);
+    expect(stateFromParams(new URLSearchParams('page=100')).page).toBe(100);
     expect(stateFromParams(new URLSearchParams('page=7')).page).toBe(7);
   });
 
@@ -73,8 +74,10 @@ describe('stateFromParams / stateToParams', () => {
     expect(state.excludeDomains).toEqual(['b.com']);
   });
 
-  it('accepts region-tagged language codes, lower-cased', () => {
-    expect(stateFromParams(new URLSearchParams('lang=PT-br')).lang).toBe('pt-br');
+  it('accepts ISO 639 codes lower-cased, and drops region tags the API refuses', () => {
+    expect(stateFromParams(new URLSearchParams('lang=PT')).lang).toBe('pt');
+    expect(stateFromParams(new URLSearchParams('lang=fil')).lang).toBe('fil');
+    expect(stateFromParams(new URLSearchParams('lang=pt-br')).lang).toBe('');
   });
 });
 

@@ -4,6 +4,7 @@
  * leave out is sent as `domain=-example.com`; several domains, file types or languages repeat the
  * parameter. Anything malformed in a hand-edited URL falls back to the default instead of failing.
  */
+import { MAX_PAGE } from './types';
 
 export const SEARCH_MODES = ['hybrid', 'keyword', 'semantic'] as const;
 export type SearchMode = (typeof SEARCH_MODES)[number];
@@ -20,7 +21,7 @@ export interface SearchState {
   includeDomains: string[];
   excludeDomains: string[];
   fileTypes: FileType[];
-  /** ISO 639-1 code, "" for any language. */
+  /** ISO 639-1 code (the API takes 2-3 letters, no region), "" for any language. */
   lang: string;
   /** 1-based. */
   page: number;
@@ -112,8 +113,8 @@ export function stateFromParams(params: URLSearchParams): SearchState {
     fileTypes: unique(
       params.getAll('filetype').filter((t): t is FileType => (FILE_TYPES as readonly string[]).includes(t)),
     ),
-    lang: /^[a-z]{2,3}(-[a-z0-9]{2,8})?$/.test(lang) ? lang : '',
-    page: Number.isInteger(page) && page >= 1 && page <= 10_000 ? page : 1,
+    lang: /^[a-z]{2,3}$/.test(lang) ? lang : '',
+    page: Number.isInteger(page) && page >= 1 && page <= MAX_PAGE ? page : 1,
   };
 }
 
