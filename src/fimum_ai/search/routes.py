@@ -12,7 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from fimum_ai.accounts.auth import CurrentUser
-from fimum_ai.errors import NOT_SIGNED_IN, RATE_LIMITED, ErrorDoc, InvalidInput, NotFound, error_responses
+from fimum_ai.errors import (
+    NOT_SIGNED_IN,
+    RATE_LIMITED,
+    VALIDATION_FAILED,
+    ErrorDoc,
+    InvalidInput,
+    NotFound,
+    error_responses,
+)
 from fimum_ai.search.credibility import WEIGHTS
 from fimum_ai.search.documents import FILETYPES
 from fimum_ai.search.query import Filters
@@ -184,7 +192,7 @@ async def search(
     "/snapshots/{snapshot_id}",
     summary="The page's text as it was crawled (the citation's evidence)",
     response_model=Snapshot,
-    responses=error_responses(ErrorDoc.of(NotFound, "no such snapshot")),
+    responses=error_responses(ErrorDoc.of(NotFound, "no such snapshot"), VALIDATION_FAILED),
 )
 async def snapshot(principal: CurrentUser, service: Search, snapshot_id: str) -> dict[str, Any]:
     if len(snapshot_id) > 64:
