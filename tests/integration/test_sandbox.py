@@ -116,6 +116,15 @@ def test_aliases_stdin_and_exit_codes(service: SandboxService) -> None:
     assert (crashed.status, crashed.signal, crashed.exit_code) == ("killed", "SIGSEGV", None)
 
 
+def test_it_runs_under_uvloop_as_the_server_does(service: SandboxService) -> None:
+    """`fimum serve` runs on uvloop, whose subprocesses take no user=/group= arguments."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(service.run("bash", "id -u; echo under uvloop"))
+    assert (result.status, result.stdout.splitlines()) == ("ok", ["65534", "under uvloop"])
+
+
 def test_a_compile_error_is_reported_as_such(service: SandboxService) -> None:
     result = run(service, "c", "int main(void) { return undefined_thing; }")
     assert result.status == "compile_error"

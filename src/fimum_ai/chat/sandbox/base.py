@@ -153,9 +153,11 @@ async def run_process_tree(
     small reports to; what they hold is returned in the same order.
     """
     started = time.monotonic()
-    extra: dict[str, Any] = {}
     if user is not None:
-        extra.update(user=user, group=group, extra_groups=[])
+        # setpriv (util-linux) drops to the uid/gid before exec: asyncio's user=/group= arguments are
+        # not supported by uvloop, which `fimum serve` runs on.
+        ids = [f"--reuid={user}", f"--regid={group if group is not None else user}", "--clear-groups"]
+        argv = ["setpriv", *ids, "--", *argv]
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -165,7 +167,6 @@ async def run_process_tree(
         pass_fds=tuple(pass_fds),
         env=env,
         cwd="/",
-        **extra,
     )
     killed = False
 
