@@ -20,6 +20,11 @@ from fimum_ai import about as about_routes
 from fimum_ai.accounts import routes as account_routes
 from fimum_ai.accounts.auth import AuthMiddleware, document_bearer_auth
 from fimum_ai.accounts.service import Accounts
+from fimum_ai.chat import openai_compat as openai_chat
+from fimum_ai.chat import research_routes, sandbox_routes
+from fimum_ai.chat import routes as chat_routes
+from fimum_ai.chat.sandbox import SandboxService
+from fimum_ai.chat.service import CHAT_BODY_LIMITS, ChatService
 from fimum_ai.db import Database, upgrade
 from fimum_ai.errors import FimumError, InvalidInput
 from fimum_ai.images import openai_compat as openai_images
@@ -87,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     database = Database(settings)
     accounts = Accounts(settings, database)
     images = ImageService(settings, database, provider, accounts.quotas)
+    chat = ChatService(settings, database, accounts.limiter)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.to_thread(upgrade, database.engine, settings.database_schema)
         await accounts.start()
         await images.start()
+        await chat.start()
         models = provider.models()
         if models is None:
             log.warning("no image model installed; image requests will return 503 model_not_installed")
@@ -102,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await chat.stop()
             await images.stop()
             await accounts.stop()
             provider.close()
@@ -118,17 +126,27 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.database = database
     app.state.accounts = accounts
     app.state.images = images
+    app.state.chat = chat
+    chat.app_state = app.state  # the agent reaches images, sandbox and search through it
+    app.state.sandbox = SandboxService.from_settings(settings)
     _install_error_handlers(app)
     # Starlette runs the last added middleware first: authenticate, then rate-limit per user.
     app.add_middleware(RateLimitMiddleware, limiter=accounts.limiter, settings=settings)
     app.add_middleware(AuthMiddleware, accounts=accounts)
     # Outermost: an oversized upload is refused before any other work (413, body never read whole).
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_EDIT_BODY_BYTES)
+    for prefix, limit in CHAT_BODY_LIMITS.items():
+        app.add_middleware(BodySizeLimitMiddleware, max_bytes=limit, prefixes=(prefix,))
     app.include_router(account_routes.router)
     app.include_router(image_routes.router)
     app.include_router(image_routes.gallery)
     app.include_router(openai_images.router)
     app.include_router(about_routes.router)
+    app.include_router(chat_routes.models_router)
+    app.include_router(chat_routes.router)
+    app.include_router(openai_chat.router)
+    app.include_router(sandbox_routes.router)
+    app.include_router(research_routes.router)
     document_bearer_auth(app)
 
     @app.get(

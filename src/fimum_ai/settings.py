@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -192,6 +193,106 @@ class WebConfig(_Section):
     static_dir: Path | None = None
 
 
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+TextRole = Literal["coding", "vision", "research", "general"]
+
+
+class TextModel(_Section):
+    """One chat model of the catalogue (`text_models:` in config/models.yaml).
+
+    Routing tries a role's models by `priority` (LOWER first: 0 before 1 before 2), then spreads
+    requests among equal priorities in proportion to `weight` (smooth weighted round robin)."""
+
+    id: str = Field(min_length=1, description="The upstream (OpenRouter) model id.")
+    name: str = ""
+    roles: tuple[TextRole, ...] = Field(min_length=1)
+    priority: int = Field(1, ge=0)
+    weight: float = Field(1.0, gt=0.0)
+    context_length: int = Field(ge=1024)
+    vision: bool = False
+    tools: bool = False
+    # The upstream's own limit for this model, kept client-side (OpenRouter's free models: 20/min).
+    requests_per_minute: int = Field(20, ge=-1)
+    description: str = ""
+
+
+def _default_text_models() -> list[TextModel]:
+    return []
+
+
+class ChatConfig(_Section):
+    """Chat client, router and conversations (FIMUM_CHAT__*). The endpoint itself is
+    FIMUM_OPENROUTER_BASE_URL and OPENROUTER_API_KEY (top-level settings)."""
+
+    app_url: str = "https://github.com/fimum-ai/fimum"  # OpenRouter attribution (HTTP-Referer)
+    app_title: str = "Fimum AI"  # OpenRouter attribution (X-Title)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # No first token (or tool call) within this: the model counts as timed out, the next one is tried.
+    first_token_timeout_s: float = Field(30.0, gt=0)
+    # Silence between two chunks of a started answer this long ends it with an error.
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(4, ge=1, le=20)  # models tried for one request
+    breaker_failures: int = Field(3, ge=1)  # consecutive failures that open a model's breaker
+    breaker_reset_s: float = Field(30.0, gt=0)  # open this long, then one half-open probe
+    # Pass OpenRouter's `models` fallback list upstream: None = only when the endpoint is OpenRouter.
+    upstream_fallbacks: bool | None = None
+    max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_attachments: int = Field(8, ge=1, le=32)
+    max_message_chars: int = Field(100_000, ge=100)
+    # Room kept for the answer when a document is truncated to the model's context.
+    answer_reserve_tokens: int = Field(4096, ge=256)
+
+
+class ResearchConfig(_Section):
+    """Deep research (FR-RES-001; FIMUM_RESEARCH__*): the research models run in parallel, then one
+    synthesis. `models` empty: the catalogue's `research` role, in the router's order."""
+
+    models: list[str] = []
+    max_models: int = Field(4, ge=1, le=8)
+    model_timeout_s: float = Field(120.0, gt=0.0)  # each research model on its own
+    synthesis_timeout_s: float = Field(180.0, gt=0.0)
+    synthesis_model: str | None = None  # None: the router picks among the research models
+    max_sources: int = Field(8, ge=0, le=50)  # web search results given to the models
+    max_answer_chars: int = Field(12_000, ge=500)  # of each model's answer in the synthesis prompt
+
+
+class AgentConfig(_Section):
+    """The coding agent (FR-CODE-002; FIMUM_AGENT__*): tool-calling rounds and generated images."""
+
+    max_steps: int = Field(6, ge=1, le=20)  # model calls per request (tool rounds + the answer)
+    image_width: int = Field(1024, ge=512, le=4096, multiple_of=64)
+    image_height: int = Field(1024, ge=512, le=4096, multiple_of=64)
+    image_steps: int | None = Field(None, ge=20, le=100)  # None: the style preset's / the default
+    image_timeout_s: float = Field(600.0, gt=0.0)
+    max_tool_output_chars: int = Field(8_000, ge=500)  # of a tool's result given back to the model
+
+
+class SandboxConfig(_Section):
+    """The code sandbox (FR-CODE-004; FIMUM_SANDBOX__*): backend, languages and limits per run."""
+
+    backend: Literal["bubblewrap", "docker"] = "bubblewrap"
+    bwrap_path: str = "bwrap"
+    docker_path: str = "docker"
+    docker_image: str = "fimum/sandbox:latest"  # built from infra/docker/sandbox.Dockerfile
+    docker_languages: list[str] = ["python", "javascript", "bash", "c", "cpp", "java"]
+    docker_cpus: float = Field(1.0, gt=0.0, le=64.0)
+    languages: list[str] | None = None  # only these (by id); None: every runtime found
+    host_uid: int = Field(65534, ge=1)  # when the server runs as root, bwrap runs as this uid
+    timeout_s: float = Field(10.0, gt=0.0, le=300.0)  # default wall clock per run
+    max_timeout_s: float = Field(30.0, gt=0.0, le=600.0)  # the most a request may ask for
+    cpu_s: int = Field(10, ge=1, le=600)
+    memory_bytes: int = Field(256 << 20, ge=16 << 20)
+    address_space_bytes: int = Field(1 << 30, ge=64 << 20)
+    big_address_space_bytes: int = Field(8 << 30, ge=256 << 20)
+    max_processes: int = Field(64, ge=4, le=4096)
+    max_output_bytes: int = Field(64 << 10, ge=1024)
+    max_file_bytes: int = Field(16 << 20, ge=1024)
+    work_dir_bytes: int = Field(64 << 20, ge=1 << 20)
+    max_code_bytes: int = Field(256 << 10, ge=1024, le=1 << 20)
+    max_stdin_bytes: int = Field(64 << 10, ge=0, le=1 << 20)
+    max_concurrent: int = Field(4, ge=1, le=256)
+
+
 def config_file_path() -> Path:
     return Path(os.environ.get("FIMUM_CONFIG", str(DEFAULT_CONFIG_FILE)))
 
@@ -279,6 +380,18 @@ class Settings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     tiers: dict[str, TierLimits] = Field(default_factory=_default_tiers)
     web: WebConfig = WebConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    research: ResearchConfig = ResearchConfig()
+    agent: AgentConfig = AgentConfig()
+    # Chat (issue 7): the OpenAI-compatible endpoint (OpenRouter, or a local llama.cpp/Ollama/vLLM)
+    # and the model catalogue (`text_models:` in config/models.yaml).
+    openrouter_base_url: str = OPENROUTER_BASE_URL
+    openrouter_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("openrouter_api_key", "OPENROUTER_API_KEY", "FIMUM_OPENROUTER_API_KEY"),
+    )
+    chat: ChatConfig = ChatConfig()
+    text_models: list[TextModel] = Field(default_factory=_default_text_models)
 
     @classmethod
     def settings_customise_sources(
@@ -303,6 +416,22 @@ class Settings(BaseSettings):
         if 0 < value < 1:
             raise ValueError("must be 0 (no scheduled clean-up) or at least 1 second")
         return value
+
+    @field_validator("text_models")
+    @classmethod
+    def _unique_text_models(cls, value: list[TextModel]) -> list[TextModel]:
+        seen: set[str] = set()
+        for model in value:
+            if model.id in seen:
+                raise ValueError(f"the model {model.id!r} is listed twice")
+            seen.add(model.id)
+        return value
+
+    @property
+    def chat_endpoint_configured(self) -> bool:
+        """An API key, or a base URL other than OpenRouter's (a local server needs no key)."""
+        has_key = self.openrouter_api_key is not None and bool(self.openrouter_api_key.get_secret_value())
+        return has_key or self.openrouter_base_url.rstrip("/") != OPENROUTER_BASE_URL
 
     @property
     def signup_policy(self) -> Literal["open", "invite", "closed"]:

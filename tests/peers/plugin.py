@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.peers.modem import GsmModem
+from tests.peers.openrouter import OpenRouterStandIn
 from tests.peers.smsc import Smsc
 from tests.peers.smtp import SmtpServer
 
@@ -55,3 +56,14 @@ def gsm_modem() -> Iterator[GsmModem]:
         yield modem
     finally:
         modem.stop()
+
+
+@pytest.fixture
+def openrouter() -> Iterator[OpenRouterStandIn]:
+    """An OpenAI-compatible chat-completions server standing in for OpenRouter on
+    `openrouter.base_url`; script replies with `.script(model, Reply...)`, read `.requests`."""
+    server = OpenRouterStandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from fimum_ai.chat import conversations  # noqa: F401  (registers the chat tables)
 from fimum_ai.db import models  # noqa: F401  (registers the tables on Base.metadata)
 from fimum_ai.db.base import Base
 
