@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean web web-check screenshots
 
 setup: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
 	touch $(STAMP)
 
-run: setup
+run: setup web
 	$(BIN)/fimum models ensure-demo
 	$(BIN)/fimum serve
 
@@ -30,11 +30,39 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
 
-test: lint
+test: lint web-check web
 	$(BIN)/pytest
+
+# --- Web app (web/, React + Vite): built into the package's static/ folder, served at / ---------------
+# npm ci when package-lock.json is newer than the installed tree; vite build when any source is newer
+# than the build. The build is not committed.
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_BUILD := src/fimum_ai/static/index.html
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts \
+	web/tsconfig.json web/package.json
+
+web: $(WEB_BUILD)
+
+$(WEB_DEPS): web/package-lock.json
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
+		2>/dev/null || { echo "The web app needs Node.js >= 20.19 with npm (https://nodejs.org)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund
+	touch $(WEB_DEPS)
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SRC)
+	cd web && npm run build
+	touch $(WEB_BUILD)
+
+# Type check, lint (incl. jsx-a11y and no dangerouslySetInnerHTML) and the Vitest unit tests.
+web-check: $(WEB_DEPS)
+	cd web && npm run typecheck && npm run lint && npm test
+
+# README screenshots: docs/images/*.png from the e2e tests.
+screenshots: setup web
+	FIMUM_SCREENSHOTS=1 $(BIN)/pytest tests/e2e -q
 
 bench: setup
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache web/node_modules src/fimum_ai/static

@@ -32,6 +32,8 @@ export default tseslint.config(
           message: 'No innerHTML: render user and model content as text (NF-SEC-001).',
         },
       ],
+      // A scrollable region must be reachable by keyboard: role="region" + tabIndex={0} + a label.
+      'jsx-a11y/no-noninteractive-tabindex': ['error', { tags: [], roles: ['tabpanel', 'region'], allowExpressionValues: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },

@@ -148,7 +148,7 @@ export async function freshAccessToken(): Promise<string | null> {
   return (await refreshSession()) ? accessToken : null;
 }
 
-function parseRetryAfter(header: string | null, details: Record<string, unknown>): number | null {
+export function parseRetryAfter(header: string | null, details: Record<string, unknown>): number | null {
   if (header) {
     const seconds = Number(header);
     if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
@@ -162,7 +162,7 @@ function parseRetryAfter(header: string | null, details: Record<string, unknown>
   return null;
 }
 
-async function toApiError(response: Response): Promise<ApiError> {
+export async function toApiError(response: Response): Promise<ApiError> {
   let code = `http_${response.status}`;
   let message = response.statusText || `Request failed (${response.status})`;
   let details: Record<string, unknown> = {};

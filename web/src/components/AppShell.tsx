@@ -10,6 +10,8 @@ interface NavItem {
   label: string;
   /** Not built yet: shown, marked "soon". */
   soon?: boolean;
+  /** Shown to signed-out visitors too. */
+  isPublic?: boolean;
   end?: boolean;
 }
 
@@ -20,7 +22,7 @@ export const NAV_ITEMS: NavItem[] = [
   { to: '/gallery', label: 'Gallery' },
   { to: '/search', label: 'Search', soon: true },
   { to: '/account', label: 'Account' },
-  { to: '/about', label: 'About' },
+  { to: '/about', label: 'About', isPublic: true },
 ];
 
 /** Header with navigation, the live regions, and the routed page in <main>. */
@@ -49,7 +51,7 @@ export function AppShell() {
         Skip to content
       </a>
       <header className="topbar">
-        <NavLink to="/images" className="brand" aria-label="Fimum AI home">
+        <NavLink to="/images" className="brand">
           <span className="brand-mark" aria-hidden="true">
             F
           </span>
@@ -66,7 +68,7 @@ export function AppShell() {
         </Button>
         <nav id="primary-nav" aria-label="Main" className={menuOpen ? 'nav nav-open' : 'nav'}>
           <ul>
-            {NAV_ITEMS.map((item) => (
+            {NAV_ITEMS.filter((item) => status === 'signed-in' || item.isPublic).map((item) => (
               <li key={item.to}>
                 <NavLink to={item.to} end={item.end} className={({ isActive }) => (isActive ? 'nav-link active' : 'nav-link')}>
                   {item.label}
@@ -75,12 +77,19 @@ export function AppShell() {
               </li>
             ))}
           </ul>
+          {status === 'signed-out' && location.pathname !== '/login' && (
+            <div className="nav-user">
+              <NavLink to="/login" className="btn btn-primary btn-small">
+                Sign in
+              </NavLink>
+            </div>
+          )}
           {status === 'signed-in' && (
             <div className="nav-user">
               <span className="nav-user-name" title={who}>
                 {who}
-                <span className="badge badge-tier">{user?.tier}</span>
               </span>
+              <span className="badge badge-tier">{user?.tier}</span>
               <Button variant="ghost" size="small" onClick={() => void logout()}>
                 Sign out
               </Button>

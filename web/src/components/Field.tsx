@@ -1,4 +1,4 @@
-import { useId, type InputHTMLAttributes, type ReactNode, type SelectHTMLAttributes, type TextareaHTMLAttributes } from 'react';
+import { useId, type ComponentPropsWithRef, type InputHTMLAttributes, type ReactNode } from 'react';
 
 interface FieldFrameProps {
   label: ReactNode;
@@ -36,7 +36,7 @@ export function FieldFrame({ label, hint, error, children, className }: FieldFra
 
 type Common = { label: ReactNode; hint?: ReactNode; error?: ReactNode; fieldClassName?: string };
 
-export function TextField({ label, hint, error, fieldClassName, ...input }: Common & InputHTMLAttributes<HTMLInputElement>) {
+export function TextField({ label, hint, error, fieldClassName, ...input }: Common & ComponentPropsWithRef<'input'>) {
   return (
     <FieldFrame label={label} hint={hint} error={error} className={fieldClassName}>
       {({ id, describedBy, invalid }) => (
@@ -46,7 +46,7 @@ export function TextField({ label, hint, error, fieldClassName, ...input }: Comm
   );
 }
 
-export function TextAreaField({ label, hint, error, fieldClassName, ...textarea }: Common & TextareaHTMLAttributes<HTMLTextAreaElement>) {
+export function TextAreaField({ label, hint, error, fieldClassName, ...textarea }: Common & ComponentPropsWithRef<'textarea'>) {
   return (
     <FieldFrame label={label} hint={hint} error={error} className={fieldClassName}>
       {({ id, describedBy, invalid }) => (
@@ -56,7 +56,7 @@ export function TextAreaField({ label, hint, error, fieldClassName, ...textarea 
   );
 }
 
-export function SelectField({ label, hint, error, fieldClassName, children, ...select }: Common & SelectHTMLAttributes<HTMLSelectElement>) {
+export function SelectField({ label, hint, error, fieldClassName, children, ...select }: Common & ComponentPropsWithRef<'select'>) {
   return (
     <FieldFrame label={label} hint={hint} error={error} className={fieldClassName}>
       {({ id, describedBy, invalid }) => (

@@ -23,10 +23,10 @@ export function LiveAnnouncer() {
 
   return (
     <>
-      <div className="visually-hidden" role="status" aria-live="polite" aria-atomic="true" data-testid="announcer-polite">
+      <div className="visually-hidden" aria-live="polite" aria-atomic="true" data-testid="announcer-polite">
         {polite}
       </div>
-      <div className="visually-hidden" role="alert" aria-live="assertive" aria-atomic="true" data-testid="announcer-assertive">
+      <div className="visually-hidden" aria-live="assertive" aria-atomic="true" data-testid="announcer-assertive">
         {assertive}
       </div>
     </>

@@ -27,6 +27,9 @@ const POLL_RUNNING_MS = 10000;
 const RECONNECT_MAX_MS = 10000;
 // Apply buffered events at least this often when animation frames stop (a background tab).
 const FLUSH_FALLBACK_MS = 250;
+// Screen-reader messages are gathered and spoken together at most this often: eight jobs finishing
+// in one second are one announcement, not eight that cut each other off.
+const ANNOUNCE_EVERY_MS = 1000;
 
 type Listener = () => void;
 
@@ -106,6 +109,9 @@ class QueueStore {
   private pollTimer: number | undefined;
   private polling = false;
   private keySeq = 0;
+  private unspoken: string[] = [];
+  private announceTimer: number | undefined;
+  private lastAnnounced = 0;
   /** Whose queue this is: another sign-in starts an empty one. */
   private owner: string | null = null;
 
@@ -121,7 +127,7 @@ class QueueStore {
     const after = queueReducer(before, action);
     if (after === before) return;
     this.state = after;
-    for (const message of announcements(before, after)) announce(message);
+    this.speak(announcements(before, after));
     this.listeners.forEach((listener) => listener());
     this.sync();
   }
@@ -195,6 +201,20 @@ class QueueStore {
 
   clearFinished(): void {
     this.dispatch({ type: 'clearFinished' });
+  }
+
+  private speak(messages: string[]): void {
+    if (messages.length === 0) return;
+    this.unspoken.push(...messages);
+    if (this.announceTimer !== undefined) return;
+    const wait = Math.max(0, this.lastAnnounced + ANNOUNCE_EVERY_MS - Date.now());
+    this.announceTimer = window.setTimeout(() => {
+      this.announceTimer = undefined;
+      this.lastAnnounced = Date.now();
+      const text = this.unspoken.join(' ');
+      this.unspoken = [];
+      announce(text);
+    }, wait);
   }
 
   // ---------------------------------------------------------------- live updates

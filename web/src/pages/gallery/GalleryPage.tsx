@@ -90,7 +90,8 @@ export default function GalleryPage() {
         const page = await api<Page>(pagePath(cursor));
         dispatch({ type: 'page', page });
         if (cursor !== null) {
-          announce(`${page.items.length} more images loaded, ${shown + page.items.length} shown.`);
+          const n = page.items.length;
+          announce(`${n} more image${n === 1 ? '' : 's'} loaded, ${shown + n} shown.`);
         }
       } catch (error) {
         dispatch({ type: 'failed', error });

@@ -69,6 +69,11 @@ export default function LoginPage() {
     if (sent) codeRef.current?.focus();
   }, [sent]);
 
+  // After a wrong code the field is cleared and enabled again: put the cursor back in it.
+  useEffect(() => {
+    if (!verifying && verifyError !== null && !locked) codeRef.current?.focus();
+  }, [verifying, verifyError, locked]);
+
   if (status === 'signed-in') return <Navigate to={next} replace />;
 
   const send = async (to: string) => {
@@ -117,10 +122,7 @@ export default function LoginPage() {
       setVerifyError(error);
       const described = codeError(error);
       if (described?.locked) setLocked(true);
-      else {
-        setCode('');
-        codeRef.current?.focus();
-      }
+      else setCode('');
     } finally {
       setVerifying(false);
     }

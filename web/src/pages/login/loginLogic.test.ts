@@ -1,4 +1,4 @@
-import { checkIdentifier, extractCode, formatCountdown, nextRequestAt, RESEND_COOLDOWN_S, safeNext } from './loginLogic';
+import { checkIdentifier, deliveryNote, extractCode, formatCountdown, nextRequestAt, RESEND_COOLDOWN_S, safeNext } from './loginLogic';
 
 describe('extractCode', () => {
   it('keeps the digits of a pasted message, at most six', () => {
@@ -41,5 +41,13 @@ describe('formatCountdown and safeNext', () => {
     expect(safeNext('//evil.example')).toBe('/images');
     expect(safeNext('https://evil.example')).toBe('/images');
     expect(safeNext(null)).toBe('/images');
+  });
+});
+
+describe('deliveryNote', () => {
+  it('says where a development code went, and nothing for real delivery', () => {
+    expect(deliveryNote('console', 'email')).toContain('printed in the terminal');
+    expect(deliveryNote('console', 'sms')).toContain('no SMS service');
+    expect(deliveryNote('smtp', 'email')).toBeNull();
   });
 });

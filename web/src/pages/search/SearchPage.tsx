@@ -1,15 +1,14 @@
 import { useEffect, useId, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { Link, useSearchParams } from 'react-router';
-import { api } from '../../api/client';
+import { api, ApiError } from '../../api/client';
 import { announce } from '../../components/announce';
 import { Button } from '../../components/Button';
-import { ErrorMessage } from '../../components/ErrorMessage';
+import { Alert, ErrorMessage } from '../../components/ErrorMessage';
 import { SelectField, TextField } from '../../components/Field';
 import { formatDateTime } from '../../components/format';
 import { PageHeader } from '../../components/PageHeader';
 import { Spinner } from '../../components/Spinner';
 import { CredibilityBadge } from './CredibilityBadge';
-import { parseSnippet } from './highlight';
 import { languageName, languageOptions } from './languages';
 import { pageCount, pageWindow } from './pagination';
 import {
@@ -28,6 +27,7 @@ import {
   type SearchState,
 } from './queryState';
 import { SnapshotDialog } from './SnapshotDialog';
+import { Snippet } from './Snippet';
 import { DEFAULT_PAGE_SIZE, type SearchResponse, type SearchResult } from './types';
 import './search.css';
 
@@ -67,17 +67,6 @@ type Load =
   | { status: 'loading'; previous: SearchResponse | null }
   | { status: 'failed'; error: unknown }
   | { status: 'ready'; response: SearchResponse };
-
-function Snippet({ text }: { text: string }) {
-  // Highlights become <mark> elements; every part is rendered as text (never as HTML).
-  return (
-    <p className="search-snippet">
-      {parseSnippet(text).map((part, index) =>
-        part.highlighted ? <mark key={index}>{part.text}</mark> : <span key={index}>{part.text}</span>,
-      )}
-    </p>
-  );
-}
 
 function displayUrl(url: string): { site: string; path: string } {
   try {
@@ -359,7 +348,14 @@ export default function SearchPage() {
           </p>
         )}
         {load.status === 'loading' && !load.previous && <Spinner label="Searching" />}
-        {load.status === 'failed' && <ErrorMessage error={load.error} />}
+        {load.status === 'failed' &&
+          (load.error instanceof ApiError && load.error.status === 404 ? (
+            <Alert tone="warning" title="Search is not available on this server yet.">
+              <p>The search index has not been set up. An administrator can fill it with <code>fimum crawl</code>.</p>
+            </Alert>
+          ) : (
+            <ErrorMessage error={load.error} />
+          ))}
         {response && (
           <>
             <p className="search-stats" role="status">

@@ -65,7 +65,6 @@ export function SnapshotDialog({ snapshotId, onClose }: { snapshotId: string; on
             )}
           </p>
           {/* Long text scrolls inside the dialog: focusable so the keyboard can scroll it (axe scrollable-region-focusable). */}
-          {/* eslint-disable-next-line jsx-a11y/no-noninteractive-tabindex */}
           <div className="snapshot-text" tabIndex={0} role="region" aria-label="Snapshot text">
             {snapshot.text?.trim() ? snapshot.text : 'This snapshot has no text.'}
           </div>

@@ -1,9 +1,16 @@
+import { memo } from 'react';
 import { Button } from '../../components/Button';
-import { summarize, type QueueState } from '../../queue/queueState';
+import { summarize } from '../../queue/queueState';
+import { useQueue } from '../../queue/queueStore';
 import { JobCard, type JobCardActions } from './JobCard';
 
-/** Every job of this session, newest first. Changes are announced by the queue store. */
-export function QueuePanel({ queue, actions, onClearFinished }: { queue: QueueState; actions: JobCardActions; onClearFinished: () => void }) {
+/**
+ * Every job of this session, newest first. Changes are announced by the queue store. The only
+ * component that subscribes to the queue: live events re-render this panel (and of its cards only
+ * those whose job changed), never the form beside it.
+ */
+export const QueuePanel = memo(function QueuePanel({ actions, onClearFinished }: { actions: JobCardActions; onClearFinished: () => void }) {
+  const queue = useQueue();
   const summary = summarize(queue);
   const finished = summary.completed + summary.failed + summary.cancelled;
   const parts = [
@@ -33,4 +40,4 @@ export function QueuePanel({ queue, actions, onClearFinished }: { queue: QueueSt
       )}
     </section>
   );
-}
+});

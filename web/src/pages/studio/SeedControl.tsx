@@ -45,7 +45,7 @@ export function SeedControl({ seed, locked, batch, error, onChange }: SeedContro
           onChange={(event) => onChange({ seed: Math.trunc(event.target.valueAsNumber), seedLocked: true })}
         />
         <Button size="small" onClick={() => onChange({ seed: randomSeed(), seedLocked: locked })}>
-          <span aria-hidden="true">🎲</span> Randomise
+          Randomise
         </Button>
       </div>
     </fieldset>

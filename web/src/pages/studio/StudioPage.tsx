@@ -8,7 +8,7 @@ import { RangeField } from '../../components/Field';
 import { formatReset } from '../../components/format';
 import { PageHeader } from '../../components/PageHeader';
 import type { QueueJob } from '../../queue/queueState';
-import { queueStore, useQueue } from '../../queue/queueStore';
+import { queueStore } from '../../queue/queueStore';
 import type { ImageModels, ImageView, StylePreset } from '../../queue/types';
 import { Thumbnail } from '../gallery/AuthorizedImage';
 import { DemoBanner } from './DemoBanner';
@@ -52,7 +52,6 @@ function fieldOf(error: ApiError): ServerField | null {
 
 export default function StudioPage() {
   const { user, reload } = useAuth();
-  const queue = useQueue();
   const { form, setForm, update } = useStudioForm();
   const [presets, setPresets] = useState<StylePreset[] | null>(null);
   const [models, setModels] = useState<ImageModels | null>(null);
@@ -180,6 +179,7 @@ export default function StudioPage() {
     [reload, setSearchParams, update],
   );
 
+  const clearFinished = useCallback(() => queueStore.clearFinished(), []);
   const usage = user?.usage.images;
   const remaining = usage?.remaining ?? null;
   const presetList = presets ?? [];
@@ -311,7 +311,7 @@ export default function StudioPage() {
           </div>
           {submitFailure && <SubmitError error={submitFailure.error} queued={submitFailure.queued} total={submitFailure.total} />}
         </form>
-        <QueuePanel queue={queue} actions={actions} onClearFinished={() => queueStore.clearFinished()} />
+        <QueuePanel actions={actions} onClearFinished={clearFinished} />
       </div>
     </div>
   );

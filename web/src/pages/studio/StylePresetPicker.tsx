@@ -28,6 +28,7 @@ export function StylePresetPicker({ presets, selected, onSelect, error }: StyleP
           const name = preset?.name ?? null;
           const checked = selected === name;
           const descriptionId = `style-${name ?? 'none'}-description`;
+          const nameId = `style-${name ?? 'none'}-name`;
           return (
             <label key={name ?? 'none'} className={checked ? 'style-card selected' : 'style-card'}>
               <input
@@ -36,11 +37,12 @@ export function StylePresetPicker({ presets, selected, onSelect, error }: StyleP
                 className="style-radio"
                 value={name ?? ''}
                 checked={checked}
+                aria-labelledby={nameId}
                 aria-describedby={descriptionId}
                 onChange={() => onSelect(preset)}
               />
               <StylePreview name={name} />
-              <span className="style-name">{preset ? titleCase(preset.name) : 'No style'}</span>
+              <span id={nameId} className="style-name">{preset ? titleCase(preset.name) : 'No style'}</span>
               <span id={descriptionId} className="style-description">
                 {preset ? preset.description : 'Your prompt as written.'}
                 {preset && suggestion(preset) && <span className="style-suggestion"> {suggestion(preset)}</span>}
