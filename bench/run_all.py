@@ -34,6 +34,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-auth", action="store_true", help="skip auth_bench.py (needs wrk, PostgreSQL, Redis)"
     )
     parser.add_argument("--no-image-service", action="store_true", help="skip image_service_bench.py")
+    parser.add_argument("--no-sandbox", action="store_true", help="skip sandbox_bench.py (needs bubblewrap)")
+    parser.add_argument(
+        "--no-chat", action="store_true", help="skip chat_bench.py (TTFT and 100 concurrent chats)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
         "--cpu-experiments",
@@ -167,6 +171,31 @@ def image_service_rows(data: dict[str, Any]) -> list[list[str]]:
     return [[row["measure"], row["value"], row["goal"], row["verdict"]] for row in data.get("goals", [])]
 
 
+def chat_rows(data: dict[str, Any]) -> list[list[str]]:
+    goal = data["goal_overhead_ms"]
+    rows = []
+    for path in ("openai", "conversation"):
+        row = data["ttft"][path]
+        rows.append(
+            [
+                f"chat TTFT overhead ({path} route) vs the stand-in directly",
+                f"{row['overhead_ms']:.1f} ms median (Fimum CPU {row['fimum_cpu_ms_per_chat']:.1f} ms/chat)",
+                f"≤ {goal:.0f} ms",
+                "met" if row["overhead_ms"] <= goal else "missed",
+            ]
+        )
+    run = data["concurrent"]["fimum"]
+    rows.append(
+        [
+            f"{run['chats']} concurrent streamed chats, one worker",
+            f"{run['ok']} ok, {run['errors']} errors, {run['wall_s']:.1f} s",
+            "no errors",
+            "met" if run["errors"] == 0 else "missed",
+        ]
+    )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
@@ -176,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["auth_bench"] = run_script("auth_bench", ["--quick"] if args.quick else [])
     if not args.no_image_service:
         ok["image_service_bench"] = run_script("image_service_bench", ["--quick"] if args.quick else [])
+    if not args.no_sandbox:
+        ok["sandbox_bench"] = run_script("sandbox_bench", ["--quick"] if args.quick else [])
+    if not args.no_chat:
+        ok["chat_bench"] = run_script("chat_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -189,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     service = read_json("image_service_bench")
     if ok.get("image_service_bench") and service:
         rows += image_service_rows(service)
+    chat = read_json("chat_bench")
+    if ok.get("chat_bench") is not None and chat:
+        rows += chat_rows(chat)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

@@ -265,6 +265,8 @@ class AgentConfig(_Section):
     image_steps: int | None = Field(None, ge=20, le=100)  # None: the style preset's / the default
     image_timeout_s: float = Field(600.0, gt=0.0)
     max_tool_output_chars: int = Field(8_000, ge=500)  # of a tool's result given back to the model
+    max_tool_calls: int = Field(12, ge=1, le=100)  # per answer; more are refused (a runaway model)
+    max_images: int = Field(4, ge=0, le=16)  # generate_image calls per answer
 
 
 class SandboxConfig(_Section):
@@ -278,6 +280,7 @@ class SandboxConfig(_Section):
     docker_cpus: float = Field(1.0, gt=0.0, le=64.0)
     languages: list[str] | None = None  # only these (by id); None: every runtime found
     host_uid: int = Field(65534, ge=1)  # when the server runs as root, bwrap runs as this uid
+    seccomp: bool = True  # bubblewrap: deny risky syscalls (chat/sandbox/seccomp.py; needs libseccomp)
     timeout_s: float = Field(10.0, gt=0.0, le=300.0)  # default wall clock per run
     max_timeout_s: float = Field(30.0, gt=0.0, le=600.0)  # the most a request may ask for
     cpu_s: int = Field(10, ge=1, le=600)
@@ -291,6 +294,7 @@ class SandboxConfig(_Section):
     max_code_bytes: int = Field(256 << 10, ge=1024, le=1 << 20)
     max_stdin_bytes: int = Field(64 << 10, ge=0, le=1 << 20)
     max_concurrent: int = Field(4, ge=1, le=256)
+    max_concurrent_per_user: int = Field(2, ge=1, le=256)  # more at once: 429 sandbox_busy
 
 
 def config_file_path() -> Path:

@@ -51,7 +51,7 @@ def configure_chat(
 ) -> None:
     monkeypatch.setenv("FIMUM_OPENROUTER_BASE_URL", openrouter.base_url)
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
-    monkeypatch.setenv("FIMUM_CHAT__FIRST_TOKEN_TIMEOUT_S", "2")
+    monkeypatch.setenv("FIMUM_CHAT__FIRST_TOKEN_TIMEOUT_S", "15")
     if catalogue:
         monkeypatch.setenv("FIMUM_TEXT_MODELS", json.dumps(TEST_MODELS))
 

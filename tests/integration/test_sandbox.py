@@ -228,6 +228,31 @@ print("own dir ok", open("/sandbox/mine.txt").read(), open("/tmp/scratch.txt").r
     assert not Path("/usr/pwned").exists() and not Path("/pwned").exists()
 
 
+SYSCALL_PROBE = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def probe(number, *args):
+    result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+    return "ok" if result >= 0 else errno.errorcode[ctypes.get_errno()]
+# x86_64 numbers: ptrace(PTRACE_TRACEME), unshare(CLONE_NEWUTS), userfaultfd, keyctl(GET_KEYRING_ID),
+# io_uring_setup(1, NULL)
+print(probe(101, 0, 0, 0, 0), probe(272, 0x04000000), probe(323, 0), probe(250, 0, -3, 0), probe(425, 1, 0))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 syscall numbers")
+def test_risky_syscalls_are_filtered(service: SandboxService, host_uid: int) -> None:
+    filtered = run(service, "python", SYSCALL_PROBE)
+    assert filtered.stdout.split() == ["EPERM", "EPERM", "EPERM", "EPERM", "ENOSYS"], filtered
+    # Without the filter, ptrace and keyctl work and io_uring answers (EFAULT for the NULL params):
+    # the filter, not the namespaces, refused them above. (unshare and userfaultfd are refused by
+    # the namespaces and the host's settings as well.)
+    unfiltered = SandboxService(SandboxConfig(host_uid=host_uid, seccomp=False))
+    probed = run(unfiltered, "python", SYSCALL_PROBE).stdout.split()
+    assert (probed[0], probed[3], probed[4]) == ("ok", "ok", "EFAULT"), probed
+
+
 def test_files_are_limited_in_size(service: SandboxService) -> None:
     code = "with open('big', 'wb') as f:\n    f.write(b'x' * (4 << 20))\nprint('wrote 4 MiB')"
     result = run(service, "python", code)
@@ -331,6 +356,29 @@ def test_runs_wait_for_a_free_slot(host_uid: int) -> None:
     assert asyncio.run(three()) >= 1.2  # two at once, the third after one of them
 
 
+def test_one_user_cannot_take_every_slot(host_uid: int) -> None:
+    from fimum_ai.chat.sandbox.service import SandboxBusy
+
+    service = SandboxService(SandboxConfig(host_uid=host_uid, max_concurrent=4, max_concurrent_per_user=1))
+
+    async def scenario() -> tuple[list[object], RunResult]:
+        first = asyncio.create_task(service.run("bash", "sleep 0.5; echo one", user_id="u1"))
+        await asyncio.sleep(0.05)
+        outcomes = await asyncio.gather(
+            service.run("bash", "echo two", user_id="u1"),
+            service.run("bash", "echo other", user_id="u2"),
+            return_exceptions=True,
+        )
+        await first
+        again = await service.run("bash", "echo again", user_id="u1")  # its first run is over
+        return outcomes, again
+
+    (busy, other), again = asyncio.run(scenario())
+    assert isinstance(busy, SandboxBusy) and busy.status == 429
+    assert isinstance(other, RunResult) and other.stdout == "other\n"
+    assert again.stdout == "again\n"
+
+
 def test_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIMUM_SANDBOX__CPU_S", "7")
     monkeypatch.setenv("FIMUM_SANDBOX__MAX_OUTPUT_BYTES", "2048")
@@ -358,7 +406,7 @@ def test_the_routes(monkeypatch: pytest.MonkeyPatch, host_uid: int) -> None:
         listed = client.get("/api/v1/sandbox/languages", headers=headers).json()
         assert listed["backend"] == "bubblewrap" and listed["available"] is True
         assert {"python", "javascript", "bash", "c", "cpp"} <= {lang["id"] for lang in listed["languages"]}
-        assert listed["limits"]["network"] is False
+        assert listed["limits"]["network"] is False and listed["limits"]["seccomp"] is True
 
         ran = client.post(
             "/api/v1/sandbox/run", json={"language": "js", "code": "console.log(6 * 7)"}, headers=headers

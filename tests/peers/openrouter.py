@@ -351,9 +351,13 @@ class OpenRouterStandIn:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument("--words", type=int, default=20, help="words in every (unscripted) answer")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between streamed words")
     args = parser.parse_args()
     server = OpenRouterStandIn()
     server.port = args.port
+    text = " ".join(f"word{i}" for i in range(args.words))
+    server.default = lambda model: Reply(content=text, chunk_delay=args.chunk_delay)
     server.start()
     print(f"OpenRouter stand-in on {server.base_url}", flush=True)
     try:

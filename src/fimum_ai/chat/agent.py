@@ -236,7 +236,10 @@ class AgentTools:
         language = str(arguments["language"])
         await progress.put(Progress(stage="running_code", detail=language))
         result = await self.sandbox.run(
-            language, str(arguments["code"]), stdin=str(arguments.get("stdin") or "")
+            language,
+            str(arguments["code"]),
+            stdin=str(arguments.get("stdin") or ""),
+            user_id=self.principal.user_id,
         )
         limit = self.settings.agent.max_tool_output_chars
         shown = result.to_dict()
@@ -324,6 +327,20 @@ def image_request_for(messages: list[dict[str, Any]], include_logo: bool) -> tup
     return prompt[:1000], style
 
 
+async def _limited_call(
+    tools: AgentTools, call: ToolCall, progress: asyncio.Queue[Event], calls_made: int, images_made: int
+) -> ToolResult:
+    """The per-answer caps (a model that loops on tools must not drain quotas or the sandbox)."""
+    config = tools.settings.agent
+    if calls_made >= config.max_tool_calls:
+        return _failed(
+            call, "tool_limit", f"at most {config.max_tool_calls} tool calls per answer: answer now"
+        )
+    if call.name == "generate_image" and images_made >= config.max_images:
+        return _failed(call, "tool_limit", f"at most {config.max_images} images per answer")
+    return await tools.call(call, progress)
+
+
 async def _drain(queue: asyncio.Queue[Event]) -> AsyncIterator[Event]:
     while not queue.empty():
         yield queue.get_nowait()
@@ -351,6 +368,7 @@ async def run_agent(
         )
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}, *request.messages]
     images_made: list[str] = []
+    calls_made = 0
     usage = [0, 0, 0]
     replied_by = ""
     finish = "stop"
@@ -397,7 +415,8 @@ async def run_agent(
         )
         for call in calls:
             yield call
-            result = await tools.call(call, progress)
+            result = await _limited_call(tools, call, progress, calls_made, len(images_made))
+            calls_made += 1
             async for note in _drain(progress):
                 yield note
             images_made += result.images

@@ -134,6 +134,14 @@ class StoredAttachment:
     path: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    conversation: dict[str, Any]
+    history: list[dict[str, Any]]
+    attachments: list[StoredAttachment]  # this turn's
+    earlier: list[StoredAttachment]  # attached to earlier messages
+
+
 class ConversationStore:
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -312,14 +320,14 @@ class ConversationStore:
         if not ids:
             return []
         with self.database.session() as session:
-            rows = {
-                a.id: a
-                for a in session.scalars(
-                    select(ChatAttachment).where(
-                        ChatAttachment.user_id == user_id, ChatAttachment.id.in_(ids)
-                    )
-                )
-            }
+            return self._attachments(session, user_id, ids)
+
+    @staticmethod
+    def _attachments(session: Session, user_id: str, ids: list[str]) -> list[StoredAttachment]:
+        if not ids:
+            return []
+        query = select(ChatAttachment).where(ChatAttachment.user_id == user_id, ChatAttachment.id.in_(ids))
+        rows = {a.id: a for a in session.scalars(query)}
         missing = [i for i in ids if i not in rows]
         if missing:
             raise NotFound("no such attachment", details={"attachment_ids": missing})
@@ -327,6 +335,26 @@ class ConversationStore:
             StoredAttachment(a.id, a.kind, a.filename, a.media_type, a.text, a.path)
             for a in (rows[i] for i in ids)
         ]
+
+    def load_turn(
+        self, user_id: str, conversation_id: str | None, model: str, attachment_ids: list[str]
+    ) -> TurnContext:
+        """Everything a new turn needs, in one round trip: the conversation (created when
+        `conversation_id` is None), its messages, this turn's and earlier turns' attachments."""
+        with self.database.session() as session, session.begin():
+            if conversation_id is None:
+                conversation = Conversation(user_id=user_id, model=model)
+                session.add(conversation)
+                session.flush()
+                history: list[dict[str, Any]] = []
+            else:
+                conversation = self._owned(session, user_id, conversation_id)
+                history = [message_dict(m) for m in self._messages(session, conversation.id)]
+            current = self._attachments(session, user_id, attachment_ids)
+            earlier = self._attachments(
+                session, user_id, [a["id"] for m in history for a in m["attachments"]]
+            )
+            return TurnContext(conversation_dict(conversation), history, current, earlier)
 
     # --- export --------------------------------------------------------------------------------
 

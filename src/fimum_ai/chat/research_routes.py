@@ -14,8 +14,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
+from fimum_ai.chat.catalogue import UnknownModel
 from fimum_ai.chat.events import Done, Error, sse_frame
 from fimum_ai.chat.research import DeepResearch, ResearchFailed
+from fimum_ai.chat.service import ChatNotConfigured
 from fimum_ai.errors import (
     MALFORMED_BODY,
     NOT_SIGNED_IN,
@@ -23,7 +25,6 @@ from fimum_ai.errors import (
     VALIDATION_FAILED,
     ErrorDoc,
     FimumError,
-    InvalidInput,
     error_responses,
 )
 from fimum_ai.limits import QuotaExceeded
@@ -65,11 +66,12 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     | error_responses(
         MALFORMED_BODY,
         VALIDATION_FAILED,
-        ErrorDoc.of(InvalidInput, "model: 'x' is not in the catalogue", {"field": "model"}),
+        ErrorDoc.of(UnknownModel, "model: 'x' is not in the catalogue", {"field": "model", "model": "x"}),
         ErrorDoc.of(
             QuotaExceeded, "Daily research quota reached: 10 of 10 used, 1 requested.", {"kind": "research"}
         ),
         ErrorDoc.of(ResearchFailed, "no research models are configured"),
+        ErrorDoc.example(ChatNotConfigured()),
     ),
 )
 async def research(body: ResearchRequest, principal: CurrentUser, request: Request) -> StreamingResponse:

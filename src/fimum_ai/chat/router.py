@@ -33,11 +33,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from openai import AsyncStream
-from openai.types.chat import ChatCompletionChunk
-
 from fimum_ai.chat.catalogue import AUTO, Catalogue
-from fimum_ai.chat.client import ChatClient, FailureKind, UpstreamFailure, classify
+from fimum_ai.chat.client import ChatClient, ChunkStream, FailureKind, UpstreamFailure, classify
 from fimum_ai.chat.events import Delta, Done, Event, ModelSwitch, ToolCall, Usage
 from fimum_ai.errors import FimumError
 from fimum_ai.limits import RateLimiter
@@ -376,7 +373,7 @@ class Router:
         if fallbacks:
             params["models"] = [model.id, *fallbacks]
         started = self.clock()
-        stream: AsyncStream[ChatCompletionChunk] | None = None
+        stream: ChunkStream | None = None
         answered = False  # text or a tool call came
         try:
             async with asyncio.timeout(self.config.first_token_timeout_s):
@@ -393,32 +390,36 @@ class Router:
                         chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
-                if chunk.model:
-                    replied_by = chunk.model
-                if chunk.usage is not None:
+                if chunk.get("model"):
+                    replied_by = str(chunk["model"])
+                if chunk.get("usage"):
+                    counts = chunk["usage"]
                     usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                        total_tokens=chunk.usage.total_tokens,
+                        prompt_tokens=int(counts.get("prompt_tokens") or 0),
+                        completion_tokens=int(counts.get("completion_tokens") or 0),
+                        total_tokens=int(counts.get("total_tokens") or 0),
                     )
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
                         if not answered:
                             self._first_token(health, started)
                         answered = True
-                        yield Delta(text=delta.content)
-                    for part in delta.tool_calls or ():
+                        yield Delta(text=text)
+                    for part in delta.get("tool_calls") or ():
                         if not answered:
                             self._first_token(health, started)
                         answered = True
-                        call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
-                        call["id"] = part.id or call["id"]
-                        if part.function is not None:
-                            call["name"] += part.function.name or ""
-                            call["arguments"] += part.function.arguments or ""
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+                        call = calls.setdefault(
+                            int(part.get("index", 0)), {"id": "", "name": "", "arguments": ""}
+                        )
+                        call["id"] = part.get("id") or call["id"]
+                        function = part.get("function") or {}
+                        call["name"] += function.get("name") or ""
+                        call["arguments"] += function.get("arguments") or ""
+                    if choice.get("finish_reason"):
+                        finish = str(choice["finish_reason"])
             if not answered:
                 raise UpstreamFailure("empty", "the model sent an empty answer")
             for index in sorted(calls):
@@ -447,7 +448,7 @@ class Router:
             raise failure from None
         finally:
             if stream is not None:
-                await stream.close()  # also what cancels the upstream request when the client left
+                await stream.aclose()  # also what cancels the upstream request when the client left
 
     def _first_token(self, health: ModelHealth, started: float) -> None:
         elapsed_ms = (self.clock() - started) * 1000

@@ -415,9 +415,6 @@ async def send_message(
 ) -> StreamingResponse:
     chat = chat_service(request)
     chat.require_configured()
-    if conversation_id == "new":
-        created = await chat.call(chat.store.create, principal.user_id, "", body.model)
-        conversation_id = created["id"]
     params: dict[str, Any] = {}
     if body.temperature is not None:
         params["temperature"] = body.temperature
@@ -432,7 +429,7 @@ async def send_message(
         include_logo=body.include_logo,
         params=params,
     )
-    generation = await chat.begin_turn(principal, conversation_id, turn)
+    generation = await chat.begin_turn(principal, None if conversation_id == "new" else conversation_id, turn)
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in chat.events(generation):
@@ -444,7 +441,7 @@ async def send_message(
         headers={
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
-            "X-Conversation-Id": conversation_id,
+            "X-Conversation-Id": generation.conversation_id,
         },
     )
 

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.sandbox import SandboxService, SandboxUnavailable, UnsupportedLanguage
-from fimum_ai.errors import NOT_SIGNED_IN, RATE_LIMITED, ErrorDoc, InvalidInput, error_responses
+from fimum_ai.chat.sandbox.service import SandboxBusy
+from fimum_ai.errors import (
+    MALFORMED_BODY,
+    NOT_SIGNED_IN,
+    RATE_LIMITED,
+    VALIDATION_FAILED,
+    ErrorDoc,
+    InvalidInput,
+    error_responses,
+)
 
 router = APIRouter(
     prefix="/api/v1/sandbox", tags=["sandbox"], responses=error_responses(*NOT_SIGNED_IN, RATE_LIMITED)
@@ -97,11 +106,16 @@ async def languages(_: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
     response_model=None,
     responses=_RUN_OK
     | error_responses(
+        MALFORMED_BODY,
+        VALIDATION_FAILED,
         ErrorDoc.of(UnsupportedLanguage, "language 'cobol' is not available in this sandbox"),
         ErrorDoc.of(InvalidInput, "code: larger than 262144 bytes", {"field": "code"}),
         ErrorDoc.of(SandboxUnavailable, "docker engine unavailable: Cannot connect to the Docker daemon"),
+        ErrorDoc.example(SandboxBusy(2)),
     ),
 )
-async def run(body: RunRequest, _: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
-    result = await sandbox.run(body.language, body.code, stdin=body.stdin, timeout_s=body.timeout_s)
+async def run(body: RunRequest, principal: CurrentUser, sandbox: SandboxDep) -> dict[str, Any]:
+    result = await sandbox.run(
+        body.language, body.code, stdin=body.stdin, timeout_s=body.timeout_s, user_id=principal.user_id
+    )
     return result.to_dict()

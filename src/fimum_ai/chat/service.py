@@ -24,7 +24,7 @@ from fimum_ai.accounts.principal import Principal
 from fimum_ai.chat.attachments import CHARS_PER_TOKEN, Ingested, Truncation, estimate_tokens, user_content
 from fimum_ai.chat.catalogue import AUTO, Catalogue
 from fimum_ai.chat.client import ChatClient
-from fimum_ai.chat.conversations import ConversationStore, StoredAttachment
+from fimum_ai.chat.conversations import ConversationStore, StoredAttachment, TurnContext
 from fimum_ai.chat.events import (
     Delta,
     Done,
@@ -205,65 +205,70 @@ class ChatService:
         generation.task.cancel()
         return True
 
-    async def begin_turn(self, principal: Principal, conversation_id: str, turn: Turn) -> Generation:
-        """Store the user's message and start answering it; the caller streams `events(...)`."""
+    async def begin_turn(self, principal: Principal, conversation_id: str | None, turn: Turn) -> Generation:
+        """Start answering the user's message (in a new conversation when `conversation_id` is
+        None); the caller streams `events(...)`. One database round trip happens before the
+        upstream request starts; the user's message is written while the model thinks."""
         self.require_configured()
-        if conversation_id in self._active:
+        if conversation_id is not None and conversation_id in self._active:
             raise Conflict(
                 "an answer is still being generated in this conversation; stop it first",
                 details={"conversation_id": conversation_id},
             )
         if turn.model != AUTO:
             self.catalogue.require(turn.model)
-        user_id = principal.user_id
-        _, history = await self.call(self.store.history, user_id, conversation_id)
-        attachments: list[StoredAttachment] = await self.call(
-            self.store.attachments, user_id, turn.attachments
-        )
-        if not turn.content.strip() and not attachments:
+        if not turn.content.strip() and not turn.attachments:
             raise InvalidInput("content: write a message or attach a file", details={"field": "content"})
-        earlier_ids = [a["id"] for m in history for a in m["attachments"]]
-        earlier: list[StoredAttachment] = await self.call(self.store.attachments, user_id, earlier_ids)
+        user_id = principal.user_id
+        context: TurnContext = await self.call(
+            self.store.load_turn, user_id, conversation_id, turn.model, turn.attachments
+        )
+        conversation_id = str(context.conversation["id"])
+        attachments = context.attachments
         agent = turn.mode == "agent" or turn.include_logo
         role: TextRole = turn.role or ("coding" if agent else "general")
-        if any(a.kind == "image" for a in attachments) and role == "general":
+        has_images = any(a.kind == "image" for a in attachments)
+        if has_images and role == "general":
             role = "vision"
+        model = None if turn.model == AUTO else turn.model
         stub = ChatRequest(
-            [{"role": "user", "content": [{"type": "image_url"}]}]
-            if any(a.kind == "image" for a in attachments)
-            else [],
-            role=role,
-            model=None if turn.model == AUTO else turn.model,
+            [{"role": "user", "content": [{"type": "image_url"}]}] if has_images else [], role, model
         )
         plan = self.router.plan(stub)
-        context = min((m.context_length for m in plan[: self.settings.chat.max_attempts]), default=8192)
+        context_tokens = min(
+            (m.context_length for m in plan[: self.settings.chat.max_attempts]), default=8192
+        )
         vision = bool(plan) and plan[0].vision
-        messages, truncations = self._messages(history, earlier, turn, attachments, context, vision)
-        await self.call(
-            self.store.add_message,
-            user_id,
-            conversation_id,
-            "user",
-            turn.content,
-            attachments=[{"id": a.id, "kind": a.kind, "filename": a.filename} for a in attachments],
-            meta={"notes": [t.note() for t in truncations]} if truncations else None,
+        messages, truncations = self._messages(
+            context.history, context.earlier, turn, attachments, context_tokens, vision
         )
+        if conversation_id in self._active:
+            raise Conflict(
+                "an answer is still being generated in this conversation; stop it first",
+                details={"conversation_id": conversation_id},
+            )
         generation = Generation(conversation_id, user_id, new_id())
-        request = ChatRequest(
-            messages,
-            role=role,
-            model=None if turn.model == AUTO else turn.model,
-            params=turn.params,
-        )
-        source = self._agent(principal, request, turn) if agent else self.router.stream(request)
         self._active[conversation_id] = generation
+        user_message = asyncio.create_task(
+            self.call(
+                self.store.add_message,
+                user_id,
+                conversation_id,
+                "user",
+                turn.content,
+                attachments=[{"id": a.id, "kind": a.kind, "filename": a.filename} for a in attachments],
+                meta={"notes": [t.note() for t in truncations]} if truncations else None,
+            )
+        )
+        request = ChatRequest(messages, role=role, model=model, params=turn.params)
+        source = self._agent(principal, request, turn) if agent else self.router.stream(request)
         generation.queue.put_nowait(
             Started(conversation_id=conversation_id, message_id=generation.message_id, model=turn.model)
         )
         for truncation in truncations:
             generation.queue.put_nowait(Progress(stage="document_truncated", detail=truncation.note()))
         generation.task = asyncio.create_task(
-            self._produce(generation, source), name=f"chat-{conversation_id}"
+            self._produce(generation, source, user_message), name=f"chat-{conversation_id}"
         )
         return generation
 
@@ -328,7 +333,9 @@ class ChatService:
         messages.append({"role": "user", "content": content})
         return messages, truncations + cut
 
-    async def _produce(self, generation: Generation, source: AsyncIterator[Event]) -> None:
+    async def _produce(
+        self, generation: Generation, source: AsyncIterator[Event], user_message: asyncio.Task[Any]
+    ) -> None:
         answer = _Answer()
         queue = generation.queue
         try:
@@ -352,7 +359,7 @@ class ChatService:
             with contextlib.suppress(Exception):
                 await aclose_quietly(source)
             try:
-                await asyncio.shield(self._save(generation, answer))
+                await asyncio.shield(_after(user_message, self._save(generation, answer)))
             except asyncio.CancelledError:
                 pass
             except Exception:
@@ -388,6 +395,14 @@ class ChatService:
         finally:
             if generation.task is not None and not generation.task.done():
                 generation.task.cancel()
+
+
+async def _after(first: asyncio.Task[Any], then: Any) -> None:
+    """Store the answer only after the user's message (its position comes first)."""
+    try:
+        await first
+    finally:
+        await then
 
 
 async def aclose_quietly(stream: AsyncIterator[Event]) -> None:

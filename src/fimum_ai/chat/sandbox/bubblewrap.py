@@ -4,7 +4,8 @@ Each run gets fresh user, PID, network, IPC, UTS and cgroup namespaces: no netwo
 of its own), the host's system directories read-only, an empty read-only root, a private tmpfs work
 dir (`/sandbox`, the program's only writable place besides a private `/tmp`), a non-root uid, and
 resource limits set by `prlimit` inside the new user namespace (CPU seconds, writable memory,
-address space, processes, file size, open files). The wall-clock limit kills bwrap's process group;
+address space, processes, file size, open files), and a seccomp filter (sandbox/seccomp.py). The
+wall-clock limit kills bwrap's process group;
 `--die-with-parent` and the PID namespace take everything inside down with it.
 
 When the server runs as root, bwrap is started as an unprivileged host uid (`host_uid`, default
@@ -38,6 +39,7 @@ from fimum_ai.chat.sandbox.languages import (
     detect_host_languages,
     expand,
 )
+from fimum_ai.chat.sandbox.seccomp import seccomp_program
 
 WORK_DIR = "/sandbox"
 INSIDE_UID = 65534  # "nobody" inside the sandbox
@@ -60,12 +62,14 @@ class BubblewrapSandbox:
         prlimit: str = "/usr/bin/prlimit",
         host_uid: int = 65534,
         allow: Sequence[str] | None = None,
+        seccomp: bool = True,
     ) -> None:
         self.limits = limits
         self.bwrap = shutil.which(bwrap) or bwrap
         self.prlimit = prlimit
         self.host_uid = host_uid
         self._allow = list(allow) if allow is not None else None
+        self.seccomp = seccomp
         self._languages: dict[str, Language] | None = None
 
     # --- what exists -------------------------------------------------------------------------
@@ -120,7 +124,12 @@ class BubblewrapSandbox:
         return lim.big_address_space_bytes if spec.big_address_space else lim.address_space_bytes
 
     def command(
-        self, spec: LanguageSpec, source_fd: int, json_status_fd: int, status_fd: int | None
+        self,
+        spec: LanguageSpec,
+        source_fd: int,
+        json_status_fd: int,
+        status_fd: int | None,
+        seccomp_fd: int | None = None,
     ) -> list[str]:
         """The full bwrap command line for one run (public so tests can check what is asked for).
         bwrap reports the sandbox's start and exit code on `json_status_fd`; a compiled language's
@@ -189,6 +198,7 @@ class BubblewrapSandbox:
             "/dev",
             "--chdir",
             WORK_DIR,
+            *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
             "--",
         ]
         run = self._prlimit(cpu_s=lim.cpu_s, memory=lim.memory_bytes, address_space=self._address_space(spec))
@@ -220,10 +230,16 @@ class BubblewrapSandbox:
         json_read, json_write = os.pipe()
         status_read: int | None = None
         status_write: int | None = None
+        program = seccomp_program() if self.seccomp else None
+        seccomp_fd = os.memfd_create("fimum-sandbox-seccomp") if program is not None else None
         try:
             os.write(source_fd, code.encode())
             os.lseek(source_fd, 0, os.SEEK_SET)
             fds = [source_fd, json_write]
+            if seccomp_fd is not None and program is not None:
+                os.write(seccomp_fd, program)
+                os.lseek(seccomp_fd, 0, os.SEEK_SET)
+                fds.append(seccomp_fd)
             reads = [json_read]
             if spec.build is not None:
                 status_read, status_write = os.pipe()
@@ -231,7 +247,7 @@ class BubblewrapSandbox:
                 reads.append(status_read)
             as_root = os.geteuid() == 0
             outcome = await run_process_tree(
-                self.command(spec, source_fd, json_write, status_write),
+                self.command(spec, source_fd, json_write, status_write, seccomp_fd),
                 stdin=stdin.encode(),
                 timeout_s=timeout_s or self.limits.timeout_s,
                 max_output_bytes=self.limits.max_output_bytes,
@@ -242,7 +258,7 @@ class BubblewrapSandbox:
                 group=self.host_uid if as_root else None,
             )
         finally:
-            for fd in (source_fd, json_read, json_write, status_read, status_write):
+            for fd in (source_fd, json_read, json_write, status_read, status_write, seccomp_fd):
                 if fd is not None:
                     with contextlib.suppress(OSError):
                         os.close(fd)

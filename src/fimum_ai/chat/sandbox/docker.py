@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ WORK_DIR = "/sandbox"
 SOURCE_ENV = "FIMUM_SOURCE_B64"
 # `docker run`'s own failures (no such image, engine refused) exit with these, not the program.
 _DOCKER_FAILURES = {125, 126, 127}
+_RECHECK_S = 5.0
 _MARK = "fimum-build"
 _START, _END = f"\x1e{_MARK} ", f"\n\x1e{_MARK}-end\n"
 
@@ -54,8 +56,16 @@ class DockerSandbox:
         self.docker = shutil.which(docker) or docker
         self.cpus = cpus
         self._languages = [BY_ID[name] for name in languages if name in BY_ID]
+        self._checked: tuple[float, tuple[bool, str]] | None = None
 
     def available(self) -> tuple[bool, str]:
+        """Asks the engine (`docker version`) at most every few seconds: every run checks."""
+        now = time.monotonic()
+        if self._checked is None or now - self._checked[0] > _RECHECK_S:
+            self._checked = (now, self._ask_engine())
+        return self._checked[1]
+
+    def _ask_engine(self) -> tuple[bool, str]:
         if not (os.path.isfile(self.docker) and os.access(self.docker, os.X_OK)):
             return False, "docker engine unavailable: the docker client is not installed"
         try:

@@ -18,10 +18,23 @@ from fimum_ai.chat.sandbox.base import (
 from fimum_ai.chat.sandbox.bubblewrap import BubblewrapSandbox
 from fimum_ai.chat.sandbox.docker import DockerSandbox
 from fimum_ai.chat.sandbox.languages import Language, resolve_language_id
-from fimum_ai.errors import InvalidInput
+from fimum_ai.chat.sandbox.seccomp import seccomp_program
+from fimum_ai.errors import FimumError, InvalidInput
 from fimum_ai.settings import SandboxConfig, Settings
 
 log = logging.getLogger(__name__)
+
+
+class SandboxBusy(FimumError):
+    code = "sandbox_busy"
+    status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"you already have {limit} programs running; wait for one to finish",
+            details={"limit": limit},
+            headers={"Retry-After": "1"},
+        )
 
 
 def limits_from(config: SandboxConfig) -> SandboxLimits:
@@ -53,7 +66,11 @@ def build_sandbox(config: SandboxConfig) -> Sandbox:
             cpus=config.docker_cpus,
         )
     return BubblewrapSandbox(
-        limits, bwrap=config.bwrap_path, host_uid=config.host_uid, allow=config.languages
+        limits,
+        bwrap=config.bwrap_path,
+        host_uid=config.host_uid,
+        allow=config.languages,
+        seccomp=config.seccomp,
     )
 
 
@@ -62,6 +79,8 @@ class SandboxService:
         self.config = config
         self.backend = sandbox or build_sandbox(config)
         self._slots = asyncio.Semaphore(config.max_concurrent)
+        # Runs going or waiting per user: one user cannot fill every slot while others wait.
+        self._per_user: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxService:
@@ -84,15 +103,25 @@ class SandboxService:
                 "max_processes": self.config.max_processes,
                 "max_output_bytes": self.config.max_output_bytes,
                 "max_code_bytes": self.config.max_code_bytes,
+                "max_concurrent_per_user": self.config.max_concurrent_per_user,
                 "network": False,
+                "seccomp": self.backend.name == "docker"
+                or (self.config.seccomp and seccomp_program() is not None),
             },
         }
 
     async def run(
-        self, language: str, code: str, *, stdin: str = "", timeout_s: float | None = None
+        self,
+        language: str,
+        code: str,
+        *,
+        stdin: str = "",
+        timeout_s: float | None = None,
+        user_id: str | None = None,
     ) -> RunResult:
         """Check the input, wait for a free slot, run. Raises InvalidInput / UnsupportedLanguage
-        (400) or SandboxUnavailable (503)."""
+        (400), SandboxBusy (429: this user already has `max_concurrent_per_user` runs going) or
+        SandboxUnavailable (503)."""
         language_id = resolve_language_id(language)
         if language_id is None:
             raise UnsupportedLanguage(
@@ -118,9 +147,19 @@ class SandboxService:
         ok, why = await asyncio.to_thread(self.backend.available)
         if not ok:
             raise SandboxUnavailable(why, details={"backend": self.backend.name})
+        if user_id is not None:
+            if self._per_user.get(user_id, 0) >= self.config.max_concurrent_per_user:
+                raise SandboxBusy(self.config.max_concurrent_per_user)
+            self._per_user[user_id] = self._per_user.get(user_id, 0) + 1
         waited = time.monotonic()
-        async with self._slots:
-            result = await self.backend.run(language_id, code, stdin=stdin, timeout_s=timeout_s)
+        try:
+            async with self._slots:
+                result = await self.backend.run(language_id, code, stdin=stdin, timeout_s=timeout_s)
+        finally:
+            if user_id is not None:
+                left = self._per_user.pop(user_id) - 1
+                if left:
+                    self._per_user[user_id] = left
         log.info(
             "sandbox run",
             extra={
@@ -134,4 +173,11 @@ class SandboxService:
         return result
 
 
-__all__ = ["SandboxService", "SandboxUnavailable", "UnsupportedLanguage", "build_sandbox", "limits_from"]
+__all__ = [
+    "SandboxBusy",
+    "SandboxService",
+    "SandboxUnavailable",
+    "UnsupportedLanguage",
+    "build_sandbox",
+    "limits_from",
+]
