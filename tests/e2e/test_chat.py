@@ -9,6 +9,7 @@ progress, the phone layout, and axe-core on each state.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import urllib.request
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.chat_server import chat_live_server, openrouter_standin  # noqa: F401 (fixtures)
@@ -26,11 +28,6 @@ from tests.peers.openrouter import OpenRouterStandIn, Reply
 
 GENERAL_FIRST = "meta-llama/llama-3.3-70b-instruct:free"
 RESEARCH_FAILING = "google/gemini-2.0-flash-exp:free"
-# 1x1 PNG, red.
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
-    "0000000c4944415408d763f8cfc000000301010018dd8db00000000049454e44ae426082"
-)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +116,7 @@ def test_streamed_conversation_with_attribution_fallback_code_and_run(
     )
     # The conversation is in the list and its URL; a reload shows the stored answer the same way.
     conversations = page.get_by_role("navigation", name="Conversations")
-    expect(conversations.get_by_role("button", name=re.compile("Say hello and show Python"))).to_be_visible()
+    expect(conversations.locator(".conversation-open", has_text="Say hello and show Python")).to_be_visible()
     assert re.search(r"[?&]c=", page.url)
     axe(page)
     screenshot(page, "chat")
@@ -218,6 +215,7 @@ def test_attachments_checked_before_upload_and_image_goes_to_a_vision_model(
     login: Callable[..., None],
     standin: OpenRouterStandIn,
     catalogue: dict[str, dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     standin.default = lambda model: Reply.text("A red pixel.")
     login(page, "chat-files@example.com")
@@ -225,15 +223,19 @@ def test_attachments_checked_before_upload_and_image_goes_to_a_vision_model(
     file_input = page.locator("input[type=file]")
     uploads: list[str] = []
     page.on("request", lambda r: uploads.append(r.url) if r.url.endswith("/chat/attachments") else None)
-    file_input.set_input_files(
-        [{"name": "huge.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" + b"0" * (10 * 1024 * 1024)}]
-    )
+    huge = tmp_path / "huge.pdf"  # a path, not a buffer: Chromium reads it, nothing crosses the wire
+    huge.write_bytes(b"%PDF" + b"0" * (10 * 1024 * 1024))
+    file_input.set_input_files(huge)
     expect(page.get_by_role("alert")).to_contain_text("the limit is 10 MB")
     assert uploads == [], "an over-size file was sent"
 
-    file_input.set_input_files([{"name": "pixel.png", "mimeType": "image/png", "buffer": PNG}])
+    pixel = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(pixel, format="PNG")
+    file_input.set_input_files([{"name": "pixel.png", "mimeType": "image/png", "buffer": pixel.getvalue()}])
     attachments = page.get_by_role("list", name="Attachments")
     expect(attachments).to_contain_text("pixel.png")
+    expect(attachments.locator(".attachment-uploading")).to_have_count(0, timeout=30_000)
+    expect(attachments.locator(".attachment-failed")).to_have_count(0)
     expect(attachments.locator(".attachment-ready")).to_have_count(1)
     send(page, "What is in this picture?")
     wait_answered(page)
@@ -270,7 +272,7 @@ def test_agent_answers_with_code_and_a_generated_logo(
     page.get_by_label("Agent (code, images, tools)").check()
     send(page, "Write a landing page for my bakery Crumb that includes a logo")
     answer = last_answer(page)
-    expect(answer.get_by_text("generate_image")).to_be_visible()
+    expect(answer.locator(".tool-name", has_text="generate_image")).to_be_visible()
     answer = wait_answered(page, timeout=300_000)
     expect(answer.locator(".tool-step-done")).to_have_count(1)
     image = answer.locator(".answer-images img")
