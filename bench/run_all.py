@@ -1,4 +1,4 @@
-"""`make bench`: the engine-overhead, authenticated-API and image-service benchmarks always, the
+"""`make bench`: the engine-overhead, authenticated-API, image-service and web benchmarks always, the
 full-size CPU benchmark unless --quick.
 
 Each benchmark runs in its own process (its own memory peak, thread settings and torch state),
@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-sandbox", action="store_true", help="skip sandbox_bench.py (needs bubblewrap)")
     parser.add_argument(
         "--no-chat", action="store_true", help="skip chat_bench.py (TTFT and 100 concurrent chats)"
+    )
+    parser.add_argument(
+        "--no-web", action="store_true", help="skip web_bench.py (needs npm and /usr/bin/chromium)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="engine overhead repeats (default 4)")
     parser.add_argument(
@@ -196,6 +199,11 @@ def chat_rows(data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def web_rows(data: dict[str, Any]) -> list[list[str]]:
+    """web_bench.py judges its own goals too."""
+    return image_service_rows(data)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
@@ -209,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok["sandbox_bench"] = run_script("sandbox_bench", ["--quick"] if args.quick else [])
     if not args.no_chat:
         ok["chat_bench"] = run_script("chat_bench", ["--quick"] if args.quick else [])
+    if not args.no_web:
+        ok["web_bench"] = run_script("web_bench", ["--quick"] if args.quick else [])
     if not args.quick:
         extra = ["--experiments", args.cpu_experiments] if args.cpu_experiments else []
         ok["cpu_full"] = run_script("cpu_full", extra)
@@ -225,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chat = read_json("chat_bench")
     if ok.get("chat_bench") is not None and chat:
         rows += chat_rows(chat)
+    web = read_json("web_bench")
+    if ok.get("web_bench") and web:
+        rows += web_rows(web)
     cpu = read_json("cpu_full")
     if ok.get("cpu_full") and cpu:
         rows += cpu_rows(cpu)

@@ -71,7 +71,13 @@ def _models(provider: EngineProvider) -> list[dict[str, Any]]:
         ("upscaler", models.upscaler),
     ]
     return [
-        {"role": role, "name": path.name, "demo": models.demo, "licence": licence}
+        # The demo's folders are just base/refiner/upscaler: name the model they belong to.
+        {
+            "role": role,
+            "name": f"{path.parent.name}/{path.name}" if models.demo else path.name,
+            "demo": models.demo,
+            "licence": licence,
+        }
         for role, path in found
         if path is not None
     ]

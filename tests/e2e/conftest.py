@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -167,6 +168,8 @@ def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
     _require_build()
     smtp = SmtpServer("plain").start()
     data_dir = Path(tempfile.mkdtemp(prefix="fimum-e2e-"))
+    # The server gets a copy of the build: a rebuild during the run cannot pull files from under it.
+    shutil.copytree(STATIC_DIR, data_dir / "static")
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FIMUM_", "IMAGE_"))} | {
         "FIMUM_CONFIG": str(REPO / "config" / "models.yaml"),
@@ -180,6 +183,7 @@ def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
         "FIMUM_SMTP_PORT": str(smtp.port),
         "FIMUM_SMTP_TLS": "none",
         "FIMUM_LOG_FORMAT": "text",
+        "FIMUM_WEB__STATIC_DIR": str(data_dir / "static"),
         # Every browser here is 127.0.0.1: the per-IP code limit would stop the suite, not a person.
         "FIMUM_AUTH__OTP_REQUESTS_PER_IP": "1000/15 minutes",
         "HF_HUB_OFFLINE": "1",
@@ -200,7 +204,8 @@ def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
             server.log.append(line.rstrip())
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 90
+    # Generous: on a loaded two-core CI machine the first start (imports, migrations) can take a minute.
+    deadline = time.monotonic() + 180
     while True:
         try:
             with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response:
@@ -223,6 +228,7 @@ def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
             process.kill()
             process.wait(10)
         smtp.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def test_inpaint_with_a_mouse_drawn_mask_keeps_every_other_pixel(
     progress: list[str] = page.evaluate("() => window.__progress")
     assert any(re.match(r"Step \d+ of \d+", line) for line in progress), progress
     axe(page)
-    page.get_by_role("heading", name="Result").scroll_into_view_if_needed()
+    page.locator(".editor-result").evaluate("(el) => el.scrollIntoView({ block: 'start' })")
     screenshot(page, "editor-result")
 
     result = _download(page, tmp_path / "result.png")
@@ -174,6 +174,11 @@ def test_inpaint_with_a_mouse_drawn_mask_keeps_every_other_pixel(
     # The original is clipped to the divider: 75 % of it shows.
     clip = page.locator(".compare-before").evaluate("(el) => el.style.clipPath")
     assert clip == "inset(0px 25% 0px 0px)", clip
+
+    # The result becomes the new source; the same-size mask stays for another pass.
+    page.get_by_role("button", name="Keep editing the result").click()
+    expect(page.get_by_text(re.compile(rf"^[0-9a-f-]{{36}}\.png · {width}×{height} px$"))).to_be_visible()
+    expect(_coverage(page)).to_have_text(text)
 
 
 def test_outpaint_by_dragging_and_typing_then_upscale(

@@ -219,11 +219,21 @@ def test_detail_view_downloads_and_delete_with_confirm(
     screenshot: Callable[[Page, str], None],
 ) -> None:
     login(page, seeded.email, tier="pro")
-    newest = _gallery_ids(live_server, seeded.token)[0]
+    ids = _gallery_ids(live_server, seeded.token)
+    newest = ids[0]
     page.goto("/gallery")
     _tiles(page).first.get_by_role("link").click()
     expect(page).to_have_url(re.compile(rf"/gallery/{newest}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Image details")
+
+    # → and ← step through the loaded list: to the older image and back.
+    expect(page.get_by_role("link", name="Older image")).to_have_attribute("href", f"/gallery/{ids[1]}")
+    page.keyboard.press("ArrowRight")
+    expect(page).to_have_url(re.compile(rf"/gallery/{ids[1]}$"))
+    expect(page.get_by_role("link", name="Newer image")).to_be_visible()
+    page.keyboard.press("ArrowLeft")
+    expect(page).to_have_url(re.compile(rf"/gallery/{newest}$"))
+    expect(page.get_by_role("link", name="Newer image")).to_have_count(0)
 
     # The prompt is shown as typed (its markup as text), with every parameter it was made with.
     expect(page.get_by_text(seeded.prompt, exact=True)).to_be_visible()

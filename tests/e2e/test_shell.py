@@ -68,6 +68,7 @@ def test_a_360px_phone_gets_a_menu_and_no_sideways_scrolling(
     page = phone_page
     login(page, "phone@example.com")
     page.goto("/account")
+    expect(page.get_by_role("region", name="API keys")).to_be_visible()  # the page is rendered
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     menu = page.get_by_role("button", name="Menu")
     expect(menu).to_have_attribute("aria-expanded", "false")
@@ -81,6 +82,7 @@ def test_a_360px_phone_gets_a_menu_and_no_sideways_scrolling(
     nav.get_by_role("link", name="About").tap()
     expect(page).to_have_url(re.compile(r"/about$"))
     expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(page.get_by_role("region", name="Terms of use")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     axe(page)
 

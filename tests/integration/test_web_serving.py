@@ -165,3 +165,4 @@ def test_about_marks_the_demo_model(static_dir: Path, with_tiny_models: Path) ->
     roles = {model["role"]: model for model in body["models"]}
     assert roles["base"]["demo"] is True
     assert roles["base"]["licence"] == "apache-2.0"
+    assert roles["base"]["name"] == f"{with_tiny_models.name}/base"

@@ -2,11 +2,11 @@
 // for queue positions, cancelling, restoring after a reload, and screen-reader announcements.
 //
 // A module-level store (useSyncExternalStore), so the queue and its sockets live on while the user
-// visits another page and comes back. Events are applied once per animation frame: eight jobs
-// streaming previews re-render the panel at most 60 times a second, not once per message.
+// visits another page and comes back. Events are applied in batches at most every 100 ms: eight
+// jobs streaming previews re-render the panel ten times a second, not once per message.
 
 import { useSyncExternalStore } from 'react';
-import { api, ApiError, wsAuthMessage, wsUrl } from '../api/client';
+import { api, ApiError, hasSession, onSessionEnded, wsAuthMessage, wsUrl } from '../api/client';
 import { announce } from '../components/announce';
 import { fetchImageBlob } from '../pages/gallery/imageFiles';
 import {
@@ -25,8 +25,9 @@ const POLL_QUEUED_MS = 2000;
 // A safety net while only running jobs remain (their sockets normally tell everything).
 const POLL_RUNNING_MS = 10000;
 const RECONNECT_MAX_MS = 10000;
-// Apply buffered events at least this often when animation frames stop (a background tab).
-const FLUSH_FALLBACK_MS = 250;
+// Buffered events are applied at most this often: progress bars and previews move ten times a
+// second, and eight streaming jobs cost ten small renders a second instead of one per message.
+const FLUSH_EVERY_MS = 100;
 // Screen-reader messages are gathered and spoken together at most this often: eight jobs finishing
 // in one second are one announcement, not eight that cut each other off.
 const ANNOUNCE_EVERY_MS = 1000;
@@ -66,8 +67,9 @@ class JobSocket {
         return;
       }
       if (event.type === 'error') {
-        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token.
-        if (event.code === 'not_found') ended = true;
+        // not_found: nothing to follow. Auth errors: the next attempt sends a refreshed token,
+        // unless the session is over (signed out): then there is nothing to follow either.
+        if (event.code === 'not_found' || !hasSession()) ended = true;
         return;
       }
       this.attempts = 0;
@@ -104,8 +106,8 @@ class QueueStore {
   private readonly listeners = new Set<Listener>();
   private readonly sockets = new Map<string, JobSocket>();
   private pending: JobEventMessage[] = [];
-  private frame: number | null = null;
-  private fallback: number | undefined;
+  private flushTimer: number | undefined;
+  private lastFlush = 0;
   private pollTimer: number | undefined;
   private polling = false;
   private keySeq = 0;
@@ -221,15 +223,14 @@ class QueueStore {
 
   private receive = (event: JobEventMessage): void => {
     this.pending.push(event);
-    if (this.frame !== null) return;
-    this.frame = window.requestAnimationFrame(this.flush);
-    this.fallback = window.setTimeout(this.flush, FLUSH_FALLBACK_MS);
+    if (this.flushTimer !== undefined) return;
+    const wait = Math.max(0, this.lastFlush + FLUSH_EVERY_MS - Date.now());
+    this.flushTimer = window.setTimeout(this.flush, wait);
   };
 
   private flush = (): void => {
-    if (this.frame !== null) window.cancelAnimationFrame(this.frame);
-    window.clearTimeout(this.fallback);
-    this.frame = null;
+    this.flushTimer = undefined;
+    this.lastFlush = Date.now();
     const events = this.pending;
     this.pending = [];
     this.dispatch({ type: 'events', events });
@@ -265,6 +266,7 @@ class QueueStore {
 
   private async poll(): Promise<void> {
     this.pollTimer = undefined;
+    if (!hasSession()) return; // signed out: attach() starts again at the next sign-in
     this.polling = true;
     try {
       const list = await api<JobList>(`${API}/jobs`);
@@ -280,6 +282,8 @@ class QueueStore {
 }
 
 export const queueStore = new QueueStore();
+// Signed out (here, in another tab, or the session expired): drop the jobs and close the sockets.
+onSessionEnded(() => queueStore.attach(null));
 
 /** The queue's current state; re-renders when it changes. */
 export function useQueue(): QueueState {

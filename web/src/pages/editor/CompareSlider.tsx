@@ -66,7 +66,8 @@ export function CompareSlider({ beforeSrc, afterSrc, width, height, beforeBox }:
       <div
         ref={frame}
         className="compare-frame"
-        style={{ aspectRatio: `${width} / ${height}` }}
+        // As wide as fits, but never taller than 75 % of the screen: the width follows the aspect ratio.
+        style={{ aspectRatio: `${width} / ${height}`, width: `min(100%, calc(75vh * ${width / height}))` }}
         onPointerDown={onPointerDown}
         onPointerMove={onPointerMove}
         onPointerUp={onPointerUp}

@@ -71,6 +71,8 @@ export function EditorCanvas({
   const gesture = useRef<Gesture>({ kind: 'none' });
   const pointers = useRef(new Map<number, Point>());
   const spaceDown = useRef(false);
+  // While an outpaint edge is dragged the view holds still; on release it refits the new frame.
+  const [marginDrag, setMarginDrag] = useState(false);
   const helpId = useId();
 
   const painting = mode === 'inpaint';
@@ -98,10 +100,11 @@ export function EditorCanvas({
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [content.width, content.height, viewport]);
 
-  const fitKey = `${imageUrl}|${mode}|${viewport.width}x${viewport.height}`;
+  const marginKey = outpainting && !marginDrag ? `${margins.left},${margins.right},${margins.top},${margins.bottom}` : '';
+  const fitKey = `${imageUrl}|${mode}|${viewport.width}x${viewport.height}|${marginKey}`;
   useEffect(() => {
     fit();
-    // Refit for a new image, mode or viewport size only (not for every margin change).
+    // Refit for a new image, mode, viewport size or typed margins (not during an edge drag).
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [fitKey]);
 
@@ -159,6 +162,7 @@ export function EditorCanvas({
 
   const endGesture = () => {
     if (gesture.current.kind === 'paint') mask.commit();
+    if (gesture.current.kind === 'margin') setMarginDrag(false);
     gesture.current = { kind: 'none' };
   };
 
@@ -241,6 +245,7 @@ export function EditorCanvas({
     pointers.current.set(event.pointerId, point);
     viewportRef.current?.setPointerCapture(event.pointerId);
     gesture.current = { kind: 'margin', pointerId: event.pointerId, side, start: point, startMargins: margins };
+    setMarginDrag(true);
   };
 
   // --- Keyboard ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ interface Source extends PickedImage {
 
 interface Result {
   id: string;
+  blob: Blob;
   url: string;
   width: number;
   height: number;
@@ -49,20 +50,24 @@ function defaultBrush(width: number, height: number): number {
   return Math.max(4, Math.round(Math.min(width, height) / 16));
 }
 
-async function loadBlob(blob: Blob): Promise<{ url: string; width: number; height: number }> {
+async function loadBlob(blob: Blob): Promise<{ blob: Blob; url: string; width: number; height: number }> {
   const url = URL.createObjectURL(blob);
   const image = new Image();
   image.src = url;
-  await image.decode();
-  return { url, width: image.naturalWidth, height: image.naturalHeight };
+  try {
+    await image.decode();
+  } catch (error) {
+    URL.revokeObjectURL(url);
+    throw error;
+  }
+  return { blob, url, width: image.naturalWidth, height: image.naturalHeight };
 }
 
 /** A stored image (gallery or result) as an editor source. */
 async function storedImage(id: string): Promise<{ source: Source; view: ImageView }> {
   const view = await api<ImageView>(`/api/v1/images/${encodeURIComponent(id)}`);
-  const blob = await (await fetchAuthorized(view.url)).blob();
-  const loaded = await loadBlob(blob);
-  return { source: { blob, name: `${id}.png`, imageId: id, ...loaded }, view };
+  const loaded = await loadBlob(await (await fetchAuthorized(view.url)).blob());
+  return { source: { name: `${id}.png`, imageId: id, ...loaded }, view };
 }
 
 export default function EditorPage() {
@@ -90,6 +95,7 @@ export default function EditorPage() {
   const job = useEditJob();
   const formErrorId = useId();
   const urls = useRef(new Set<string>());
+  const resultRef = useRef<HTMLElement>(null);
 
   const track = (url: string) => {
     urls.current.add(url);
@@ -100,8 +106,10 @@ export default function EditorPage() {
     return () => owned.forEach((url) => URL.revokeObjectURL(url));
   }, []);
 
+  const keepMask = useRef(false);
   const openSource = useCallback(
-    (next: Source) => {
+    (next: Source, options: { keepMask?: boolean } = {}) => {
+      keepMask.current = options.keepMask ?? false;
       track(next.url);
       setSource(next);
       setResult(null);
@@ -114,7 +122,9 @@ export default function EditorPage() {
 
   // The mask canvas is rendered with the image: start its history once it has the new size.
   useEffect(() => {
-    if (source) mask.reset(source.width, source.height);
+    // A result of the same size keeps the mask and its history (inpaint again, refine the mask).
+    if (source && !keepMask.current) mask.reset(source.width, source.height);
+    keepMask.current = false;
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [source]);
 
@@ -220,16 +230,19 @@ export default function EditorPage() {
     await job.submit(KIND[mode], form);
   };
 
-  const continueWith = async (from: Result) => {
-    try {
-      const blob = await (await fetchAuthorized(`/api/v1/images/${encodeURIComponent(from.id)}/file`)).blob();
-      openSource({ blob, name: `${from.id}.png`, url: from.url, width: from.width, height: from.height, imageId: from.id });
-      urls.current.delete(from.url); // now owned by the source; still revoked on leaving
-      urls.current.add(from.url);
-    } catch (error) {
-      setResultError(error);
-    }
-  };
+  /** The result becomes the source (the mask is kept: same size for inpaint and image-to-image). */
+  const continueWith = (from: Result) =>
+    openSource(
+      { blob: from.blob, name: `${from.id}.png`, url: from.url, width: from.width, height: from.height, imageId: from.id },
+      { keepMask: from.width === from.source.width && from.height === from.source.height },
+    );
+
+  // Bring a new result into view (its arrival is also announced to screen readers).
+  useEffect(() => {
+    if (!result) return;
+    const still = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    resultRef.current?.scrollIntoView?.({ behavior: still ? 'auto' : 'smooth', block: 'nearest' });
+  }, [result]);
 
   const busy = state.phase === 'submitting' || state.phase === 'queued' || state.phase === 'running';
   const modeHint = MODES.find((m) => m.value === mode)?.hint;
@@ -252,7 +265,7 @@ export default function EditorPage() {
 
       {!source && !loading && (
         <section className="card editor-empty" aria-label="Upload">
-          <UploadZone onPicked={openSource} />
+          <UploadZone onPicked={(picked) => openSource(picked)} />
           <p className="muted">
             Or open one from the <Link to="/gallery">gallery</Link> (its “Edit” button).
           </p>
@@ -287,7 +300,7 @@ export default function EditorPage() {
             <p className="muted editor-source-line">
               {source.name} · {source.width}×{source.height} px
             </p>
-            <UploadZone onPicked={openSource} compact />
+            <UploadZone onPicked={(picked) => openSource(picked)} compact />
           </div>
 
           <form className="editor-side card" onSubmit={(event) => void onSubmit(event)} aria-label="Edit settings" noValidate>
@@ -392,7 +405,7 @@ export default function EditorPage() {
 
       {resultError !== null && <ErrorMessage error={resultError} />}
       {result && (
-        <section className="card editor-result" aria-labelledby="editor-result-title">
+        <section ref={resultRef} className="card editor-result" aria-labelledby="editor-result-title">
           <h2 id="editor-result-title">Result</h2>
           <CompareSlider
             beforeSrc={result.source.url}
@@ -417,7 +430,7 @@ export default function EditorPage() {
             <a className="btn btn-primary" href={result.url} download={`fimum-${result.id}.png`}>
               Download PNG
             </a>
-            <Button onClick={() => void continueWith(result)}>Keep editing the result</Button>
+            <Button onClick={() => continueWith(result)}>Keep editing the result</Button>
             <Link className="btn btn-ghost" to={`/gallery/${result.id}`}>
               Open in the gallery
             </Link>

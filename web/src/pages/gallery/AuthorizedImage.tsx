@@ -16,7 +16,7 @@ type State = { status: 'idle' | 'loading' | 'failed' } | { status: 'ready'; url:
 /**
  * A thumbnail from the API: fetched with the session's token when it comes near the viewport, shown
  * through a cached object URL. `width`/`height` are always set, so the grid never shifts while
- * images arrive; a failed fetch shows its alt text and retries when scrolled into view again.
+ * images arrive; a failed fetch shows its alt text and "Image unavailable".
  */
 export function Thumbnail({ src, alt, width, height, className, lazy = true }: ThumbnailProps) {
   const ref = useRef<HTMLSpanElement>(null);
@@ -46,16 +46,14 @@ export function Thumbnail({ src, alt, width, height, className, lazy = true }: T
     setState({ status: 'loading' });
     thumbnailObjectUrl(src).then(
       (url) => !cancelled && setState({ status: 'ready', url }),
-      () => {
-        if (cancelled) return;
-        setState({ status: 'failed' });
-        if (lazy) setVisible(false); // observe again: retried when it comes back into view
-      },
+      // Not retried in a loop: a missing file would be asked for again and again. Reopening the
+      // gallery (a new mount) tries again; the cache never keeps a failure.
+      () => !cancelled && setState({ status: 'failed' }),
     );
     return () => {
       cancelled = true;
     };
-  }, [src, visible, lazy]);
+  }, [src, visible]);
 
   return (
     <span ref={ref} className={['thumb', `thumb-${state.status}`, className ?? ''].filter(Boolean).join(' ')}>

@@ -89,6 +89,25 @@ export default function GalleryDetailPage() {
     return () => controller.abort();
   }, [id]);
 
+  // ← and → step to the newer and older image (not while typing or in the confirm dialog).
+  const loadedId = load.status === 'ready' ? load.image.id : null;
+  useEffect(() => {
+    if (!loadedId) return;
+    const onKey = (event: KeyboardEvent) => {
+      if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      if (event.key !== 'ArrowLeft' && event.key !== 'ArrowRight') return;
+      const target = event.target as HTMLElement | null;
+      if (target?.closest('input, textarea, select, [contenteditable], dialog[open]')) return;
+      const { previous, next } = neighbours(loadedId);
+      const to = event.key === 'ArrowLeft' ? previous : next;
+      if (!to) return;
+      event.preventDefault();
+      navigate(`/gallery/${encodeURIComponent(to.id)}`);
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [loadedId, navigate]);
+
   if (load.status === 'loading') {
     return (
       <>
@@ -119,6 +138,8 @@ export default function GalleryDetailPage() {
   const { prompt, negativePrompt, rows } = describeImage(image);
   const label = imageLabel(image);
   const { previous, next } = neighbours(image.id);
+  // The Clipboard API exists only in secure contexts (https, localhost).
+  const canCopy = typeof navigator !== 'undefined' && Boolean(navigator.clipboard);
 
   const download = async (format: DownloadFormat) => {
     setDownloading(format);
@@ -130,6 +151,15 @@ export default function GalleryDetailPage() {
       setActionError(error);
     } finally {
       setDownloading(null);
+    }
+  };
+
+  const copyPrompt = async (text: string) => {
+    try {
+      await navigator.clipboard.writeText(text);
+      announce('Prompt copied.');
+    } catch {
+      setActionError(new Error('The browser did not allow copying. Select the prompt and copy it by hand.'));
     }
   };
 
@@ -161,13 +191,13 @@ export default function GalleryDetailPage() {
         <Link to="/gallery">← All images</Link>
         <span className="spacer" />
         {previous && (
-          <Link to={`/gallery/${encodeURIComponent(previous.id)}`} rel="prev">
-            Newer image
+          <Link to={`/gallery/${encodeURIComponent(previous.id)}`} rel="prev" aria-keyshortcuts="ArrowLeft">
+            ← Newer image
           </Link>
         )}
         {next && (
-          <Link to={`/gallery/${encodeURIComponent(next.id)}`} rel="next">
-            Older image
+          <Link to={`/gallery/${encodeURIComponent(next.id)}`} rel="next" aria-keyshortcuts="ArrowRight">
+            Older image →
           </Link>
         )}
       </nav>
@@ -197,7 +227,14 @@ export default function GalleryDetailPage() {
           </div>
           <ErrorMessage error={actionError} />
 
-          <h2>Prompt</h2>
+          <div className="gallery-prompt-heading">
+            <h2>Prompt</h2>
+            {prompt && canCopy && (
+              <Button size="small" variant="ghost" onClick={() => void copyPrompt(prompt)}>
+                Copy prompt
+              </Button>
+            )}
+          </div>
           <p className={prompt ? 'gallery-prompt' : 'gallery-prompt gallery-prompt-empty'}>{prompt || 'No prompt'}</p>
           <h2>Negative prompt</h2>
           <p className={negativePrompt ? 'gallery-prompt' : 'gallery-prompt gallery-prompt-empty'}>

@@ -184,7 +184,12 @@ export default function SearchPage() {
   const submit = (event: FormEvent) => {
     event.preventDefault();
     setSubmitted(true);
-    if (formInvalid || !draft.q.trim()) return;
+    if (formInvalid || !draft.q.trim()) {
+      // Take the user to what needs fixing (after React has marked it invalid).
+      const form = event.currentTarget as HTMLFormElement;
+      requestAnimationFrame(() => form.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus());
+      return;
+    }
     go({
       ...state,
       q: draft.q.trim(),

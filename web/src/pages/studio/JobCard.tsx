@@ -98,7 +98,9 @@ export const JobCard = memo(function JobCard({ job, actions }: { job: QueueJob; 
 
       {(active || job.status === 'completed') && (
         <div className="job-progress">
-          <progress max={100} value={job.status === 'queued' || job.status === 'submitting' ? undefined : percent} aria-label={`Job ${job.label} progress`} aria-valuetext={progressText || STATUS_TEXT[job.status]} />
+          {/* Always determinate (0 while waiting): an indeterminate bar animates on every frame, and
+              seven waiting jobs would repaint the panel continuously. */}
+          <progress max={100} value={percent} aria-label={`Job ${job.label} progress`} aria-valuetext={progressText || STATUS_TEXT[job.status]} />
           <span className="job-progress-text">{progressText}</span>
         </div>
       )}
