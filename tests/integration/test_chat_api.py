@@ -272,3 +272,69 @@ def test_sse_frames_are_well_formed(
         event_line, data_line = frame.split("\n")
         assert event_line.startswith("event: ") and data_line.startswith("data: ")
         assert json.loads(data_line[6:])["type"] == event_line[7:]
+
+
+def test_stop_reaches_the_replica_that_generates(
+    monkeypatch: pytest.MonkeyPatch, openrouter: OpenRouterStandIn, request: pytest.FixtureRequest
+) -> None:
+    """Distributed mode, two API replicas on one PostgreSQL + Redis: the answer streams from
+    replica A, the stop lands on replica B, and A cancels the upstream request."""
+    from tests.conftest import JWT_TEST_SECRET, POSTGRES_URL, REDIS_URL
+
+    configure_chat(monkeypatch, openrouter)
+    monkeypatch.setenv("FIMUM_MODE", "distributed")
+    monkeypatch.setenv("FIMUM_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("FIMUM_DATABASE_SCHEMA", request.getfixturevalue("pg_schema"))
+    monkeypatch.setenv("FIMUM_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("FIMUM_REDIS_PREFIX", request.getfixturevalue("redis_prefix"))
+    monkeypatch.setenv("FIMUM_JWT_SECRET", JWT_TEST_SECRET)
+    replica_a, replica_b = LiveServer(), LiveServer()
+    try:
+        headers = replica_a.sign_in()
+        openrouter.script("test/general-a", Reply.text("word " * 500, chunk_delay=0.02))
+        with httpx.Client(timeout=30) as http:
+            with http.stream(
+                "POST", replica_a.url + "/api/v1/chat/new/messages", json={"content": "talk"}, headers=headers
+            ) as response:
+                seen = []
+                for event in sse_events(response.iter_lines()):
+                    seen.append(event)
+                    if len(seen) == 5:
+                        cid = seen[0]["conversation_id"]
+                        stopped = http.post(f"{replica_b.url}/api/v1/chat/{cid}/stop", headers=headers)
+                        assert stopped.json() == {"stopped": True}
+            assert seen[-1]["type"] == "done" and seen[-1]["finish_reason"] == "cancelled"
+            assert openrouter.wait_closed(openrouter.received("test/general-a")[0]) is True
+            # Once it ended, neither replica has anything to stop.
+            again = http.post(f"{replica_b.url}/api/v1/chat/{cid}/stop", headers=headers)
+            assert again.json() == {"stopped": False}
+    finally:
+        replica_a.stop()
+        replica_b.stop()
+
+
+def test_agent_mode_runs_through_the_message_route_and_is_stored(
+    server: LiveServer, http: httpx.Client, openrouter: OpenRouterStandIn
+) -> None:
+    """`mode: "agent"` hands the turn to the coding agent (chat/agent.py): its tool calls and
+    results stream as events and are kept with the answer."""
+    headers = server.sign_in()
+    openrouter.script(
+        "test/coder",
+        Reply.tools(("run_code", {"language": "python", "code": "print(6 * 7)"})),
+        Reply.text("It prints 42."),
+    )
+    events = read_events(
+        http, "/api/v1/chat/new/messages", headers, {"content": "What does print(6*7) show?", "mode": "agent"}
+    )
+    kinds = [e["type"] for e in events]
+    assert "tool_call" in kinds and "tool_result" in kinds and kinds[-1] == "done"
+    call = next(e for e in events if e["type"] == "tool_call")
+    assert call["name"] == "run_code"
+    assert "".join(e["text"] for e in events if e["type"] == "delta").endswith("It prints 42.")
+    assert openrouter.models_asked() == ["test/coder", "test/coder"]  # the coding role
+    stored = http.get(f"/api/v1/chat/conversations/{events[0]['conversation_id']}", headers=headers).json()
+    answer = stored["messages"][-1]
+    assert answer["model"] == "test/coder" and answer["content"].endswith("It prints 42.")
+    assert answer["meta"]["tool_calls"][0]["name"] == "run_code"
+    assert answer["meta"]["tool_results"][0]["name"] == "run_code"

@@ -51,7 +51,7 @@ def make_router(
         openrouter_base_url=server.base_url, openrouter_api_key="sk-test", text_models=models or []
     )
     chat = ChatConfig(
-        **{"first_token_timeout_s": 1.0, "breaker_failures": 2, "breaker_reset_s": 30.0, **config}
+        **{"first_token_timeout_s": 10.0, "breaker_failures": 2, "breaker_reset_s": 30.0, **config}
     )
     catalogue = Catalogue(models if models is not None else coding_models())
     return Router(catalogue, ChatClient(settings), chat, limiter, clock or Clock())
@@ -160,14 +160,15 @@ async def test_plan_and_first_answer_follow_the_documented_order(
         (Reply.rate_limited(retry_after=7), "rate_limited"),
         (Reply.server_error(500), "server_error"),
         (Reply.server_error(503), "server_error"),
-        (Reply.slow(3.0), "timeout"),
+        (Reply.slow(6.0), "timeout"),
         (Reply.empty(), "empty"),
     ],
 )
 async def test_fallback_on_each_failure_kind(
     openrouter: OpenRouterStandIn, routers: Callable[..., Router], failure: Reply, kind: str
 ) -> None:
-    router = routers([model("a", 0), model("b", 1)])
+    # 3 s without a first token is a timeout here (the slow reply takes 6 s).
+    router = routers([model("a", 0), model("b", 1)], first_token_timeout_s=3.0)
     openrouter.script("a", failure)
     openrouter.script("b", Reply.text("from b"))
     events = await collect(router.stream(ChatRequest(HELLO)))

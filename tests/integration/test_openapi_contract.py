@@ -49,6 +49,7 @@ from fimum_ai.app import create_app
 from fimum_ai.images.requests import EXAMPLE_IMAGE_BASE64
 from fimum_ai.settings import load_settings
 from tests.conftest import REPO, remember_secret
+from tests.peers.openrouter import OpenRouterStandIn
 
 CHECKS = [
     not_a_server_error,
@@ -157,8 +158,13 @@ class Session:
 
 
 @pytest.fixture
-def session(with_tiny_models: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
+def session(
+    with_tiny_models: Path, monkeypatch: pytest.MonkeyPatch, openrouter: OpenRouterStandIn
+) -> Iterator[Session]:
     """A started app (lifespan run by Schemathesis' in-process client) with an enterprise admin."""
+    # Chat answers from the OpenRouter stand-in (without an endpoint every chat route is a 503).
+    monkeypatch.setenv("FIMUM_OPENROUTER_BASE_URL", openrouter.base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-contract")
     # Every request comes from one client address: the per-IP limits on anonymous requests and on
     # sign-in codes would soon answer 429 to everything, including Schemathesis' requests without
     # credentials that check the routes refuse them (401).

@@ -123,3 +123,11 @@ def test_the_api_on_the_docker_backend(monkeypatch: pytest.MonkeyPatch) -> None:
         assert ran.status_code == 503
         assert ran.json()["error"]["code"] == "sandbox_unavailable"
         assert ran.json()["error"]["message"].startswith("docker engine unavailable")
+
+
+def test_source_too_big_for_one_environment_string_is_refused_clearly() -> None:
+    from fimum_ai.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="at most 98") as refused:
+        asyncio.run(sandbox().run("python", "#" * 200_000))
+    assert refused.value.details["field"] == "code"

@@ -142,6 +142,20 @@ _BY_TYPE: dict[str, type[Event]] = {
 }
 
 
+# OpenAPI: the schema of one Server-Sent Event of a `text/event-stream` response (what clients and
+# schema checkers read: each event has a JSON `data` line and, for chat events, its `event` type).
+SSE_EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "The event type (chat events: the same as data.type)."},
+        "data": {"type": "string", "description": "One JSON object (or `[DONE]` on the OpenAI stream)."},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 def sse_frame(event: Event) -> bytes:
     """One Server-Sent Events frame: `event: <type>` and the event as one JSON `data:` line."""
     data = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":"))
@@ -163,6 +177,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 __all__ = [
+    "SSE_EVENT_SCHEMA",
     "Delta",
     "Done",
     "Error",

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.catalogue import AUTO, UnknownModel
-from fimum_ai.chat.events import Delta, Done, Event, ModelSwitch, ToolCall, Usage
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, Delta, Done, Event, ModelSwitch, ToolCall, Usage
 from fimum_ai.chat.router import ChatRequest, ModelsUnavailable
 from fimum_ai.chat.routes import NOT_CONFIGURED, chat_service
 from fimum_ai.errors import (
@@ -65,6 +65,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        strict=True,  # as the schema says: `"top_p": false` is refused, not read as 0
         json_schema_extra={
             "examples": [
                 {"model": AUTO, "messages": [{"role": "user", "content": "Hello!"}]},
@@ -80,15 +81,17 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(
         AUTO, min_length=1, max_length=200, description=f"{AUTO!r}, fimum/<role> or a catalogue id."
     )
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+    messages: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="OpenAI chat messages (text and image_url parts)."
+    )
+    stream: bool = Field(False, description="Server-Sent Events of chat.completion.chunk objects.")
+    stream_options: dict[str, Any] | None = Field(None, description='{"include_usage": true} adds usage.')
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128, description="OpenAI tools format.")
     n: int = Field(1, ge=1, le=1, description="Only 1.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature, 0-2.")
+    top_p: float | None = Field(None, ge=0.0, le=1.0, description="Nucleus sampling, 0-1.")
+    max_tokens: int | None = Field(None, ge=1, description="Longest answer, in tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Same as max_tokens (newer name).")
 
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -145,7 +148,7 @@ def _completion_id() -> str:
             "chat.completion.chunk objects ending in `data: [DONE]`.",
             "content": {
                 "application/json": {"schema": {"type": "object"}},
-                "text/event-stream": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": SSE_EVENT_SCHEMA},
             },
         },
         **error_responses(

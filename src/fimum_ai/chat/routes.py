@@ -17,7 +17,7 @@ from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.attachments import read_and_ingest
 from fimum_ai.chat.catalogue import AUTO, UnknownModel
 from fimum_ai.chat.conversations import export_json, export_markdown
-from fimum_ai.chat.events import sse_frame
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, sse_frame
 from fimum_ai.chat.router import ModelsUnavailable
 from fimum_ai.chat.service import NOT_CONFIGURED_MESSAGE, ChatNotConfigured, ChatService, Turn
 from fimum_ai.errors import (
@@ -137,17 +137,26 @@ class ConversationList(BaseModel):
 
 
 class NewConversation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field("", max_length=200)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"title": "Trip plans"}, {}]}
+    )
+    title: str = Field("", max_length=200, description="Empty: the first message names it.")
     model: str = Field(AUTO, max_length=200, description=f"A catalogue id or {AUTO!r}.")
 
 
 class Rename(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"title": "Trip to Lisbon"}]}
+    )
+    title: str = Field(min_length=1, max_length=200, description="The new title (1-200 characters).")
 
 
-@router.get("/conversations", summary="List or search conversations", response_model=ConversationList)
+@router.get(
+    "/conversations",
+    summary="List or search conversations",
+    response_model=ConversationList,
+    responses=error_responses(VALIDATION_FAILED),
+)
 async def list_conversations(
     request: Request,
     principal: CurrentUser,
@@ -181,7 +190,7 @@ async def create_conversation(
     "/conversations/{conversation_id}",
     summary="A conversation with its messages",
     response_model=ConversationWithMessages,
-    responses=error_responses(NO_CONVERSATION),
+    responses=error_responses(NO_CONVERSATION, VALIDATION_FAILED),
 )
 async def get_conversation(request: Request, principal: CurrentUser, conversation_id: str) -> dict[str, Any]:
     chat = chat_service(request)
@@ -209,11 +218,11 @@ async def rename_conversation(
     "/conversations/{conversation_id}",
     summary="Delete a conversation",
     status_code=204,
-    responses=error_responses(NO_CONVERSATION),
+    responses=error_responses(NO_CONVERSATION, VALIDATION_FAILED),
 )
 async def delete_conversation(request: Request, principal: CurrentUser, conversation_id: str) -> Response:
     chat = chat_service(request)
-    chat.stop_generation(principal.user_id, conversation_id)
+    await chat.stop_generation(principal.user_id, conversation_id)
     await chat.call(chat.store.delete, principal.user_id, conversation_id)
     return Response(status_code=204)
 
@@ -228,7 +237,9 @@ class Erased(BaseModel):
     "/conversations",
     summary="Delete every conversation and attachment (GDPR erasure)",
     response_model=Erased,
-    responses=error_responses(ErrorDoc.of(InvalidInput, "confirm: pass confirm=true to delete everything")),
+    responses=error_responses(
+        ErrorDoc.of(InvalidInput, "confirm: pass confirm=true to delete everything"), VALIDATION_FAILED
+    ),
 )
 async def delete_all_conversations(
     request: Request,
@@ -265,7 +276,7 @@ _EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     "/conversations/{conversation_id}/export",
     summary="Export one conversation as Markdown or JSON",
     response_class=Response,
-    responses={**_EXPORT_CONTENT, **error_responses(NO_CONVERSATION)},
+    responses={**_EXPORT_CONTENT, **error_responses(NO_CONVERSATION, VALIDATION_FAILED)},
 )
 async def export_conversation(
     request: Request,
@@ -282,7 +293,7 @@ async def export_conversation(
     "/export",
     summary="Export every conversation (GDPR data export) as Markdown or JSON",
     response_class=Response,
-    responses=_EXPORT_CONTENT,
+    responses={**_EXPORT_CONTENT, **error_responses(VALIDATION_FAILED)},
 )
 async def export_all(
     request: Request,
@@ -319,6 +330,7 @@ class AttachmentOut(BaseModel):
         ErrorDoc.of(UnsupportedMediaType, "file: 'a.exe' is neither an image nor a document"),
         ErrorDoc(400, "unreadable_document", "file: 'a.pdf' is not a readable PDF"),
         ErrorDoc.of(InvalidInput, "file: send one file as multipart/form-data"),
+        VALIDATION_FAILED,
     ),
     openapi_extra={
         "requestBody": {
@@ -328,8 +340,15 @@ class AttachmentOut(BaseModel):
                     "schema": {
                         "type": "object",
                         "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "PNG, JPEG, WebP, PDF, DOCX, TXT or MD; up to 10 MB.",
+                            }
+                        },
+                    },
+                    "examples": {"text": {"summary": "a text file", "value": {"file": "notes.txt"}}},
                 }
             },
         }
@@ -358,6 +377,7 @@ async def upload_attachment(request: Request, principal: CurrentUser) -> dict[st
 class SendMessage(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # as the schema says: `"temperature": false` is refused, not read as 0
         json_schema_extra={
             "examples": [
                 {"content": "Explain Python's GIL in two sentences."},
@@ -377,15 +397,15 @@ class SendMessage(BaseModel):
         None, description="Routing role for auto; default general (coding for agent)."
     )
     include_logo: bool = Field(False, description="Agent: generate a logo with the image engine.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature, 0-2.")
+    max_tokens: int | None = Field(None, ge=1, le=200_000, description="Longest answer, in tokens.")
 
 
 _SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-Sent Events: `started`, then `delta` (text), `model_switch`, `tool_call`, "
         "`tool_result`, `progress`, `usage`, and finally `done` (the model that replied) or `error`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
@@ -450,7 +470,12 @@ class Stopped(BaseModel):
     stopped: bool = Field(description="False when no answer was being generated.")
 
 
-@router.post("/{conversation_id}/stop", summary="Stop the answer being generated", response_model=Stopped)
+@router.post(
+    "/{conversation_id}/stop",
+    summary="Stop the answer being generated",
+    response_model=Stopped,
+    responses=error_responses(VALIDATION_FAILED),
+)
 async def stop(request: Request, principal: CurrentUser, conversation_id: str) -> JSONResponse:
-    stopped = chat_service(request).stop_generation(principal.user_id, conversation_id)
+    stopped = await chat_service(request).stop_generation(principal.user_id, conversation_id)
     return JSONResponse({"stopped": stopped})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio.to_thread
+import redis.asyncio
 
 from fimum_ai.accounts.principal import Principal
 from fimum_ai.chat.attachments import CHARS_PER_TOKEN, Ingested, Truncation, estimate_tokens, user_content
@@ -129,6 +131,11 @@ class ChatService:
         self.store = ConversationStore(database)
         self.files = settings.data_dir / "chat"
         self._active: dict[str, Generation] = {}
+        # Distributed mode: a stop may reach another replica than the one generating; replicas
+        # note who generates what in Redis and pass stops on over a pub/sub channel.
+        self._redis: redis.asyncio.Redis | None = None
+        self._stop_channel = settings.redis_prefix + "chat:stop"
+        self._listener: asyncio.Task[None] | None = None
         # Other parts of the app the agent uses (images, sandbox, search); set by create_app.
         self.app_state: Any = None
 
@@ -142,8 +149,33 @@ class ChatService:
 
     async def start(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)
+        if self.settings.mode == "distributed" and self.settings.redis_url:
+            self._redis = redis.asyncio.Redis.from_url(self.settings.redis_url)
+            pubsub = self._redis.pubsub()
+            await pubsub.subscribe(self._stop_channel)
+            self._listener = asyncio.create_task(self._listen(pubsub), name="chat-stop-listener")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None:
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    data = json.loads(message["data"])
+                    self._stop_local(str(data["user_id"]), str(data["conversation_id"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def _active_key(self, conversation_id: str) -> str:
+        return f"{self.settings.redis_prefix}chat:active:{conversation_id}"
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         for generation in list(self._active.values()):
             if generation.task is not None:
                 generation.task.cancel()
@@ -151,6 +183,8 @@ class ChatService:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         await self.client.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     # --- blocking store calls, off the event loop -----------------------------------------------
 
@@ -187,8 +221,7 @@ class ChatService:
 
     async def delete_all(self, user_id: str) -> dict[str, Any]:
         for generation in [g for g in self._active.values() if g.user_id == user_id]:
-            if generation.task is not None:
-                generation.task.cancel()
+            await self.stop_generation(user_id, generation.conversation_id)
         result: dict[str, Any] = await self.call(self.store.delete_all, user_id)
         for relative in result.pop("paths"):
             (self.settings.data_dir / relative).unlink(missing_ok=True)
@@ -198,11 +231,24 @@ class ChatService:
 
     # --- a turn ---------------------------------------------------------------------------------
 
-    def stop_generation(self, user_id: str, conversation_id: str) -> bool:
+    def _stop_local(self, user_id: str, conversation_id: str) -> bool:
         generation = self._active.get(conversation_id)
         if generation is None or generation.user_id != user_id or generation.task is None:
             return False
         generation.task.cancel()
+        return True
+
+    async def stop_generation(self, user_id: str, conversation_id: str) -> bool:
+        """Stop the answer being generated in this conversation, on whichever replica runs it."""
+        if self._stop_local(user_id, conversation_id):
+            return True
+        if self._redis is None:
+            return False
+        owner = await self._redis.get(self._active_key(conversation_id))
+        if owner is None or (owner.decode() if isinstance(owner, bytes) else str(owner)) != user_id:
+            return False
+        payload = json.dumps({"user_id": user_id, "conversation_id": conversation_id})
+        await self._redis.publish(self._stop_channel, payload)
         return True
 
     async def begin_turn(self, principal: Principal, conversation_id: str | None, turn: Turn) -> Generation:
@@ -338,7 +384,13 @@ class ChatService:
     ) -> None:
         answer = _Answer()
         queue = generation.queue
+        key = self._active_key(generation.conversation_id)
         try:
+            if self._redis is not None:
+                try:
+                    await self._redis.set(key, generation.user_id, ex=3600)
+                except Exception:  # Redis away: stopping from another replica will not find it
+                    log.warning("could not record the chat generation in Redis", exc_info=True)
             async for event in source:
                 answer.see(event)
                 queue.put_nowait(event)
@@ -368,7 +420,10 @@ class ChatService:
                 )
             finally:
                 self._active.pop(generation.conversation_id, None)
-                queue.put_nowait(None)
+                if self._redis is not None:
+                    with contextlib.suppress(Exception):
+                        await self._redis.delete(key)
+                queue.put_nowait(None)  # last: once the stream ends, no replica finds it running
 
     async def _save(self, generation: Generation, answer: _Answer) -> None:
         await self.call(

@@ -29,12 +29,14 @@ from fimum_ai.chat.sandbox.base import (
     run_process_tree,
 )
 from fimum_ai.chat.sandbox.languages import BY_ID, Language, LanguageSpec, expand
+from fimum_ai.errors import InvalidInput
 
 WORK_DIR = "/sandbox"
 SOURCE_ENV = "FIMUM_SOURCE_B64"
 # `docker run`'s own failures (no such image, engine refused) exit with these, not the program.
 _DOCKER_FAILURES = {125, 126, 127}
 _RECHECK_S = 5.0
+_MAX_ENV_VALUE = 128 * 1024 - len(SOURCE_ENV) - 2  # execve's MAX_ARG_STRLEN, for "NAME=value\0"
 _MARK = "fimum-build"
 _START, _END = f"\x1e{_MARK} ", f"\n\x1e{_MARK}-end\n"
 
@@ -173,6 +175,14 @@ class DockerSandbox:
         self, language: str, code: str, *, stdin: str = "", timeout_s: float | None = None
     ) -> RunResult:
         spec = self._spec(language)
+        encoded = base64.b64encode(code.encode()).decode()
+        if len(encoded) > _MAX_ENV_VALUE:
+            # One environment string reaches the program through execve, which caps it at 128 KiB.
+            limit = _MAX_ENV_VALUE * 3 // 4
+            raise InvalidInput(
+                f"code: the Docker sandbox takes at most {limit} bytes of source",
+                details={"field": "code", "limit": limit},
+            )
         ok, why = self.available()
         if not ok:
             raise SandboxUnavailable(why, details={"backend": self.name})
@@ -188,7 +198,7 @@ class DockerSandbox:
             stdin=stdin.encode(),
             timeout_s=timeout_s or self.limits.timeout_s,
             max_output_bytes=self.limits.max_output_bytes,
-            env={**os.environ, SOURCE_ENV: base64.b64encode(code.encode()).decode()},
+            env={**os.environ, SOURCE_ENV: encoded},
             kill_extra=kill_container,
         )
         if outcome.returncode in _DOCKER_FAILURES and _START not in outcome.stderr:
