@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FIMUM, REPO, LiveServer, _free_port, _require_build
+from tests.e2e.conftest import FIMUM, REPO, STATIC_DIR, LiveServer, _free_port, _require_build
 from tests.peers.openrouter import OpenRouterStandIn
 from tests.peers.smtp import SmtpServer
 
@@ -54,7 +55,7 @@ def _start(env: dict[str, str], data_dir: Path, smtp: SmtpServer) -> LiveServer:
             server.log.append(line.rstrip())
 
     threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # as the foundation's: a loaded CI machine starts slowly
     while True:
         try:
             with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response:
@@ -73,6 +74,8 @@ def chat_live_server(e2e_models_dir: Path, openrouter_standin: OpenRouterStandIn
     _require_build()
     smtp = SmtpServer("plain").start()
     data_dir = Path(tempfile.mkdtemp(prefix="fimum-e2e-chat-"))
+    # A copy of the build, as the foundation's server gets: a rebuild during the run cannot break it.
+    shutil.copytree(STATIC_DIR, data_dir / "static")
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("FIMUM_", "IMAGE_"))} | {
         "FIMUM_CONFIG": str(REPO / "config" / "models.yaml"),
@@ -86,6 +89,7 @@ def chat_live_server(e2e_models_dir: Path, openrouter_standin: OpenRouterStandIn
         "FIMUM_SMTP_PORT": str(smtp.port),
         "FIMUM_SMTP_TLS": "none",
         "FIMUM_LOG_FORMAT": "text",
+        "FIMUM_WEB__STATIC_DIR": str(data_dir / "static"),
         "FIMUM_AUTH__OTP_REQUESTS_PER_IP": "1000/15 minutes",
         "HF_HUB_OFFLINE": "1",
         "OMP_WAIT_POLICY": "PASSIVE",
@@ -112,3 +116,4 @@ def chat_live_server(e2e_models_dir: Path, openrouter_standin: OpenRouterStandIn
             server.process.kill()
             server.process.wait(10)
         smtp.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
