@@ -325,6 +325,8 @@ def test_phone_layout_and_voice_button(
     login(phone_page, "chat-phone@example.com")
     phone_page.goto("/chat")
     expect(phone_page.get_by_label("Message", exact=True)).to_be_visible()
+    # Measured with the model list in (its longest option name is what would widen the page).
+    expect(phone_page.get_by_text(re.compile(r"\d+ of 13 models available"))).to_be_visible()
     width = phone_page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 360, f"the chat page scrolls sideways on a phone ({width} px)"
     voice = phone_page.get_by_role("button", name=re.compile("Voice"))
