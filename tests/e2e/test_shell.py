@@ -87,14 +87,10 @@ def test_a_360px_phone_gets_a_menu_and_no_sideways_scrolling(
     axe(page)
 
 
-def test_unknown_pages_and_the_chat_slot(page: Page, login: Callable[..., None], axe: Axe) -> None:
+def test_unknown_pages(page: Page, axe: Axe) -> None:
     page.goto("/no/such/page")
     expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
     expect(page.get_by_text("/no/such/page")).to_be_visible()
-    axe(page)
-    login(page, "slots@example.com")
-    page.goto("/chat")
-    expect(page.get_by_role("heading", name="Coming soon")).to_be_visible()
     axe(page)
 
 

@@ -16,7 +16,7 @@ interface NavItem {
 }
 
 export const NAV_ITEMS: NavItem[] = [
-  { to: '/chat', label: 'Chat', soon: true },
+  { to: '/chat', label: 'Chat' },
   { to: '/images', label: 'Images', end: true },
   { to: '/images/edit', label: 'Edit' },
   { to: '/gallery', label: 'Gallery' },

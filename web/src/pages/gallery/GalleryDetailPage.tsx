@@ -215,6 +215,9 @@ export default function GalleryDetailPage() {
             <Link className="btn btn-secondary" to={`/images/edit?image=${encodeURIComponent(image.id)}`}>
               Open in editor
             </Link>
+            <Link className="btn btn-secondary" to={`/chat?image=${encodeURIComponent(image.id)}`}>
+              Share to chat
+            </Link>
             <Button onClick={() => void download('png')} busy={downloading === 'png'}>
               Download PNG
             </Button>

@@ -149,6 +149,9 @@ export const JobCard = memo(function JobCard({ job, actions }: { job: QueueJob; 
                 <Link className="btn btn-small btn-secondary" to={`/images/edit?image=${encodeURIComponent(imageId)}`}>
                   Edit<JobName job={job} />
                 </Link>
+                <Link className="btn btn-small btn-secondary" to={`/chat?image=${encodeURIComponent(imageId)}`}>
+                  Share to chat<JobName job={job} />
+                </Link>
               </div>
             </li>
           ))}
