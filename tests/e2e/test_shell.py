@@ -47,6 +47,9 @@ def test_about_shows_version_models_licence_and_terms_signed_out(
 def test_keyboard_skip_link_and_focus_on_navigation(page: Page, login: Callable[..., None]) -> None:
     login(page, "keyboard@example.com")
     page.goto("/account")
+    # Tab only once the session check and the lazy page are done: a Tab pressed during the loading
+    # screen lands nowhere.
+    expect(page.locator("main h1")).to_be_visible()
     page.keyboard.press("Tab")
     skip = page.get_by_role("link", name="Skip to content")
     expect(skip).to_be_focused()

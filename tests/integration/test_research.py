@@ -17,7 +17,7 @@ from fimum_ai.app import create_app
 from fimum_ai.chat.catalogue import Catalogue
 from fimum_ai.chat.client import ChatClient
 from fimum_ai.chat.events import Delta, Done, Error, Event, Progress, Sources
-from fimum_ai.chat.research import NO_LIVE_SOURCES, DeepResearch
+from fimum_ai.chat.research import NO_LIVE_SOURCES, NOTHING_FOUND, DeepResearch
 from fimum_ai.chat.router import Router
 from fimum_ai.settings import ChatConfig, ResearchConfig, Settings, TextModel, load_settings
 from tests.conftest import auth_headers
@@ -234,3 +234,15 @@ def test_the_research_api_streams_and_counts_against_the_daily_quota(
         assert status == 400 and error["error"]["code"] == "unknown_model"
         status, _, error = research({"question": ""})
         assert status == 422
+
+
+def test_a_search_that_finds_nothing_is_research_without_live_sources(openrouter: OpenRouterStandIn) -> None:
+    for model in RESEARCHERS:
+        openrouter.script(model, Reply.text(f"{model} knows"))
+    openrouter.script(SYNTH, Reply.text("merged"))
+    events = collect(make_research(openrouter, search=Search([])))
+    notes = [e for e in events if isinstance(e, Progress) and e.stage == "no_live_sources"]
+    assert notes and notes[0].detail == NOTHING_FOUND
+    assert all(not e.items for e in events if isinstance(e, Sources))
+    assert "No live web sources" in openrouter.received(RESEARCHERS[0])[0].messages[0]["content"]
+    assert text(events, None) == "merged"

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SYNTHESIS = "synthesis"
 NO_LIVE_SOURCES = "Research ran without live sources: no web search service is installed."
+NOTHING_FOUND = "Research ran without live sources: web search found nothing on this question."
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -157,6 +158,8 @@ class DeepResearch:
                 )
             ]
         items = [dict(item) for item in found[: self.config.max_sources] if item.get("url")]
+        if not items:  # an empty index, or nothing on this question: say so like no search at all
+            return [], [Progress(stage="no_live_sources", detail=NOTHING_FOUND)]
         return items, [
             Progress(stage="sources", detail=f"{len(items)} web sources"),
             Sources(items=tuple(items)),
