@@ -87,6 +87,12 @@ def queue_summary(page: Page) -> Any:
     return page.get_by_role("region", name="Queue").locator(".queue-summary")
 
 
+ALL_ANNOUNCED = """() => {
+  const spoken = window.__studio.spoken.join(' ');
+  return [1, 2, 3, 4, 5, 6, 7, 8].every((n) => spoken.includes(`Job ${n} finished: 1 image ready.`));
+}"""
+
+
 # Unloaded, the 8 jobs take well under a minute; on a shared CI box they may take several.
 @pytest.mark.timeout(900)
 def test_batch_of_8_shows_each_jobs_progress_and_preview_and_all_reach_the_gallery(
@@ -119,6 +125,9 @@ def test_batch_of_8_shows_each_jobs_progress_and_preview_and_all_reach_the_galle
     screenshot(page, "studio-busy")
 
     expect(queue_summary(page)).to_have_text("8 done", timeout=JOB_TIMEOUT_MS)
+    # Announcements are gathered for up to a second: the last jobs' may still be on their way.
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(ALL_ANNOUNCED, timeout=10_000)
     recorded = page.evaluate("window.__studio")
     for label in range(1, 9):
         entry = recorded["seen"].get(f"Job {label}")
