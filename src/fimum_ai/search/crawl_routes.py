@@ -41,6 +41,7 @@ _NO_SUCH_CRAWL = ErrorDoc.of(NotFound, "no such crawl", {"id": "3f0c1d0e-8e0a-4c
 class CrawlRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,  # as the schema says: `"depth": false` is refused, not read as 0
         json_schema_extra={
             "examples": [
                 {"seeds": ["https://docs.python.org/3/"], "allow_domains": [], "max_pages": 500, "depth": 3}
