@@ -18,6 +18,7 @@ Needs the built web app (`make web`) and /usr/bin/chromium (`.ci/run` installs i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -163,32 +164,40 @@ def e2e_models_dir(request: pytest.FixtureRequest) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def running_server(
+    e2e_models_dir: Path, extra_env: dict[str, str] | None = None, prefix: str = "fimum-e2e-"
+) -> Iterator[LiveServer]:
+    """A real `fimum serve` on a free port with its own data dir, the tiny model and an SMTP peer;
+    `extra_env` adds to (or overrides) its environment (the chat tests' OpenRouter stand-in)."""
     _require_build()
     smtp = SmtpServer("plain").start()
-    data_dir = Path(tempfile.mkdtemp(prefix="fimum-e2e-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     # The server gets a copy of the build: a rebuild during the run cannot pull files from under it.
     shutil.copytree(STATIC_DIR, data_dir / "static")
     port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("FIMUM_", "IMAGE_"))} | {
-        "FIMUM_CONFIG": str(REPO / "config" / "models.yaml"),
-        "FIMUM_DATA_DIR": str(data_dir / "data"),
-        "FIMUM_DEMO_MODEL_PATH": str(e2e_models_dir),
-        "IMAGE_MODEL_BASE_PATH": str(data_dir / "no-sdxl-base"),
-        "IMAGE_MODEL_REFINER_PATH": str(data_dir / "no-sdxl-refiner"),
-        "IMAGE_MODEL_UPSCALER_PATH": str(data_dir / "no-sdxl-upscaler"),
-        "IMAGE_DEVICE": "cpu",
-        "FIMUM_SMTP_HOST": "127.0.0.1",
-        "FIMUM_SMTP_PORT": str(smtp.port),
-        "FIMUM_SMTP_TLS": "none",
-        "FIMUM_LOG_FORMAT": "text",
-        "FIMUM_WEB__STATIC_DIR": str(data_dir / "static"),
-        # Every browser here is 127.0.0.1: the per-IP code limit would stop the suite, not a person.
-        "FIMUM_AUTH__OTP_REQUESTS_PER_IP": "1000/15 minutes",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_WAIT_POLICY": "PASSIVE",
-    }
+    env = (
+        {key: value for key, value in os.environ.items() if not key.startswith(("FIMUM_", "IMAGE_"))}
+        | {
+            "FIMUM_CONFIG": str(REPO / "config" / "models.yaml"),
+            "FIMUM_DATA_DIR": str(data_dir / "data"),
+            "FIMUM_DEMO_MODEL_PATH": str(e2e_models_dir),
+            "IMAGE_MODEL_BASE_PATH": str(data_dir / "no-sdxl-base"),
+            "IMAGE_MODEL_REFINER_PATH": str(data_dir / "no-sdxl-refiner"),
+            "IMAGE_MODEL_UPSCALER_PATH": str(data_dir / "no-sdxl-upscaler"),
+            "IMAGE_DEVICE": "cpu",
+            "FIMUM_SMTP_HOST": "127.0.0.1",
+            "FIMUM_SMTP_PORT": str(smtp.port),
+            "FIMUM_SMTP_TLS": "none",
+            "FIMUM_LOG_FORMAT": "text",
+            "FIMUM_WEB__STATIC_DIR": str(data_dir / "static"),
+            # Every browser here is 127.0.0.1: the per-IP code limit would stop the suite, not a person.
+            "FIMUM_AUTH__OTP_REQUESTS_PER_IP": "1000/15 minutes",
+            "HF_HUB_OFFLINE": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+        }
+        | (extra_env or {})
+    )
     process = subprocess.Popen(
         [FIMUM, "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -229,6 +238,12 @@ def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
             process.wait(10)
         smtp.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live_server(e2e_models_dir: Path) -> Iterator[LiveServer]:
+    with running_server(e2e_models_dir) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
