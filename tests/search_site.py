@@ -383,8 +383,10 @@ class SiteServer:
         wait_s: float = 60.0,
     ) -> None:
         """`name`: the host name in `url` (e.g. "localhost" for a second, different site).
-        `delay_s`: time each answer takes. `wait_for_agents`: hold every answer until that many
-        different User-Agents have asked (so crawler processes that start apart share the work)."""
+        `delay_s`: time each answer takes. `wait_for_agents`: hold every answer but the entry pages
+        (robots.txt, / and the sitemap) until that many different User-Agents have asked, so crawler
+        processes that start apart share the work: the first one's entry pages fill the shared
+        frontier, which the later one takes its first requests from."""
         self.site = site
         self.delay_s = delay_s
         self.wait_for_agents = wait_for_agents
@@ -414,6 +416,9 @@ class SiteServer:
         self.httpd.server_close()
 
 
+_ENTRY_PAGES = frozenset({"/robots.txt", "/", "/sitemap.xml"})
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a crawler that closes a kept-alive connection is not an error
@@ -435,7 +440,7 @@ def _handler(server: SiteServer) -> type[BaseHTTPRequestHandler]:
                 server.hits_by_agent.setdefault(agent, Counter())[path] += 1
                 if len(server.hits_by_agent) >= server.wait_for_agents:
                     server.agents_arrived.set()
-            if not server.agents_arrived.is_set():
+            if path not in _ENTRY_PAGES and not server.agents_arrived.is_set():
                 server.agents_arrived.wait(server.wait_s)
             if server.delay_s:
                 time.sleep(server.delay_s)

@@ -156,7 +156,8 @@ def test_search_page_against_the_crawled_index(
     axe(page)
 
     # 2. The mode switch: keyword ranking, in the URL and the request; the same matches.
-    page.get_by_role("radio", name=re.compile("^Keyword")).check()
+    # A click, then a waiting check: check() verifies the state at once, before React has committed.
+    page.get_by_role("radio", name=re.compile("^Keyword")).click()
     page.wait_for_url(re.compile(r"mode=keyword"))
     expect(page.get_by_role("radio", name=re.compile("^Keyword"))).to_be_checked()
     expect(page.locator(".search-list-stale")).to_have_count(0)

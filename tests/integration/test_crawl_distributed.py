@@ -41,6 +41,9 @@ def test_two_crawlers_share_one_frontier(
         "FIMUM_JWT_SECRET": JWT_TEST_SECRET,
         "FIMUM_CRAWLER__CRAWL_NAME": "shared",
         "FIMUM_CRAWLER__CONCURRENT_PER_DOMAIN": "4",
+        # Each process takes at most this many requests off the shared queue at a time, so the
+        # first one cannot hold every queued URL while the second one starts.
+        "FIMUM_CRAWLER__CONCURRENT_REQUESTS": "4",
         "FIMUM_CRAWLER__IDLE_CLOSE_S": "1",
         # The site holds its answers until both processes have asked (see below): no time-outs
         # and retries (a retry would be a second request for the same page) while it waits.
@@ -51,7 +54,8 @@ def test_two_crawlers_share_one_frontier(
     settings = load_settings()
     assert settings.crawler.frontier == "auto"  # distributed mode alone picks the Redis frontier
     index = open_index(settings)  # the schema exists before two processes race to create it
-    # Answers are held until both crawlers have asked something: they start seconds apart.
+    # Answers beyond the entry pages are held until both crawlers have asked something: they start
+    # seconds apart, and the second finds its first requests in the frontier the first one filled.
     with SiteServer(make_site(150), delay_s=0.01, wait_for_agents=2, wait_s=120) as site:
         procs = [
             subprocess.Popen(

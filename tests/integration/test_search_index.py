@@ -287,5 +287,8 @@ def test_semantic_and_hybrid(index: SearchIndex, minilm: Any) -> None:
     index.add([changed])
     assert index.stats().pending_embeddings == 1
     Embedder(index.store, model=minilm).run_until_empty()
+    # Searchers take in new vectors within search.refresh_s (0.05 s here); embedding one page can
+    # take less than that since their last look.
+    time.sleep(0.1)
     physics = service.search("physics of particles", mode="semantic")["results"]
     assert physics[0]["url"] == changed.url

@@ -1,4 +1,14 @@
-import { useEffect, useId, useMemo, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import {
+  startTransition,
+  useEffect,
+  useId,
+  useMemo,
+  useOptimistic,
+  useRef,
+  useState,
+  type FormEvent,
+  type ReactNode,
+} from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { api, ApiError } from '../../api/client';
 import { announce } from '../../components/announce';
@@ -148,6 +158,9 @@ export default function SearchPage() {
   const [submitted, setSubmitted] = useState(false);
   const resultsHeading = useRef<HTMLHeadingElement>(null);
   const modeName = useId();
+  // The router applies URL changes in a transition; until it commits, the clicked mode is shown
+  // optimistically (a controlled radio would otherwise snap back to the old mode for a moment).
+  const [shownMode, showMode] = useOptimistic(state.mode);
   const langOptions = useMemo(languageOptions, []);
 
   // The URL changed (a search, a page link, Back/Forward): the form shows what is searched.
@@ -206,10 +219,12 @@ export default function SearchPage() {
     });
   };
 
-  const setMode = (mode: SearchMode) => {
-    if (state.q) go({ ...state, mode, page: 1 });
-    else setParams(stateToParams({ ...DEFAULT_SEARCH, mode }));
-  };
+  const setMode = (mode: SearchMode) =>
+    startTransition(() => {
+      showMode(mode);
+      if (state.q) go({ ...state, mode, page: 1 });
+      else setParams(stateToParams({ ...DEFAULT_SEARCH, mode }));
+    });
 
   const clearFilters = () => {
     const cleared = { ...draft, from: '', to: '', include: '', exclude: '', fileTypes: [], lang: '' };
@@ -251,12 +266,12 @@ export default function SearchPage() {
         <fieldset className="search-modes">
           <legend>Ranking</legend>
           {SEARCH_MODES.map((mode) => (
-            <label key={mode} className={state.mode === mode ? 'search-mode search-mode-active' : 'search-mode'}>
+            <label key={mode} className={shownMode === mode ? 'search-mode search-mode-active' : 'search-mode'}>
               <input
                 type="radio"
                 name={modeName}
                 value={mode}
-                checked={state.mode === mode}
+                checked={shownMode === mode}
                 onChange={() => setMode(mode)}
               />
               <span className="search-mode-label">{MODE_TEXT[mode].label}</span>
