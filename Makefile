@@ -30,8 +30,14 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
 
+# Unit + integration tests in two processes, a file per process at a time (every test has its own
+# database schema, Redis prefix, ports and temp dirs; most of a test's time is waiting on servers,
+# so two overlap well on two cores), then the browser tests in one: Playwright's sync API keeps an
+# event loop running in its process, which asyncio tests after it would trip over.
+PYTEST_WORKERS ?= 2
 test: lint web-check web
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/integration
+	$(BIN)/pytest tests/e2e
 
 # --- Web app (web/, React + Vite): built into the package's static/ folder, served at / ---------------
 # npm ci when package-lock.json is newer than the installed tree; vite build when any source is newer
