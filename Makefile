@@ -32,12 +32,14 @@ lint: setup
 
 # Unit + integration tests in two processes, a file per process at a time (every test has its own
 # database schema, Redis prefix, ports and temp dirs; most of a test's time is waiting on servers,
-# so two overlap well on two cores), then the browser tests in one: Playwright's sync API keeps an
-# event loop running in its process, which asyncio tests after it would trip over.
+# so two overlap well on two cores). Then, in one process: the Schemathesis contract test (its
+# per-operation items are not reported one by one under xdist) and last the browser tests
+# (Playwright's sync API keeps an event loop running in its process; asyncio tests after it fail).
 PYTEST_WORKERS ?= 2
+CONTRACT_TEST := tests/integration/test_openapi_contract.py
 test: lint web-check web
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests/unit tests/integration
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=$(CONTRACT_TEST) tests/unit tests/integration
+	$(BIN)/pytest $(CONTRACT_TEST) tests/e2e
 
 # --- Web app (web/, React + Vite): built into the package's static/ folder, served at / ---------------
 # npm ci when package-lock.json is newer than the installed tree; vite build when any source is newer

@@ -145,6 +145,11 @@ def test_recrawl_fetches_only_what_changed(sites: tuple[SiteServer, SiteServer])
     index.close()
     assert before is not None
     site.set_html(changed, "Rewritten article", "kayaking " * 50 + "the page now talks about kayaking")
+    gone = "/articles/52.html"
+    index = open_index(load_settings())
+    gone_snapshot = stored(index, main.url, [gone])[gone]["snapshot_id"]
+    index.close()
+    del site.resources[gone]  # the site took it down: 404 from now on
     hits_before = main.hits.copy()
 
     second = crawl(main.url + "/", "--depth", "6")
@@ -163,8 +168,15 @@ def test_recrawl_fetches_only_what_changed(sites: tuple[SiteServer, SiteServer])
         row = stored(index, main.url, [changed])[changed]
         assert row["title"] == "Rewritten article"
         assert after.fetched_at > before.fetched_at
+        # The page that went away was asked again (a remembered link), answered 404 and left the
+        # index; the snapshot a citation points to is still there.
+        assert main.hits[gone] == hits_before[gone] + 1
+        assert index.state(main.url + gone) is None
+        snapshot = index.snapshot(gone_snapshot)
+        assert snapshot is not None and snapshot["url"] == main.url + gone
     finally:
         index.close()
+    assert second["removed"] == 1
     assert second["indexed"] < 10  # the changed page (and pages without validators, e.g. the home page)
 
 

@@ -173,6 +173,30 @@ def test_upsert_keeps_old_snapshots_and_state(index: SearchIndex) -> None:
     assert index.snapshot("no-such-snapshot") is None
 
 
+def test_a_gone_page_leaves_the_index_but_its_snapshot_stays(index: SearchIndex) -> None:
+    pages = lighthouse_pages()
+    index.add(pages)
+    gone, kept = pages[0], pages[1]
+    gone_key = url_key(gone.url)
+    snapshot_id = index.rows([gone_key])[gone_key]["snapshot_id"]
+    gone_word = gone.text.split()[-1].strip(".")
+    assert gone_key in keys(index, gone_word)
+
+    assert index.remove([gone.url, "https://never-crawled.example/"]) == 1
+    time.sleep(0.1)  # searchers reload within search.refresh_s (0.05 s here)
+    assert gone_key not in keys(index, gone_word)
+    assert index.state(gone.url) is None and index.rows([gone_key]) == {}
+    assert index.stats().documents == len(pages) - 1
+    snapshot = index.snapshot(snapshot_id)  # a citation made before still shows what was read
+    assert snapshot is not None and snapshot["text"] == gone.text
+    assert index.state(kept.url) is not None
+    assert index.remove([gone.url]) == 0  # already gone: nothing to do
+
+    index.add([gone])  # back again (the site restored it): searchable again
+    time.sleep(0.1)
+    assert gone_key in keys(index, gone_word)
+
+
 @pytest.mark.slow  # starts a second Python process that imports the index (~5 s on 2 shared cores)
 def test_another_process_writes_and_this_one_sees_it(index: SearchIndex) -> None:
     """`fimum crawl` in another process writes to the index the running server reads (and two

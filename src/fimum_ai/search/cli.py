@@ -118,6 +118,7 @@ def crawl(
     else:
         out.print(
             f"{result.state}: {result.indexed:,} pages indexed, {result.unchanged:,} unchanged, "
+            f"{result.removed:,} removed (gone), "
             f"{result.duplicates:,} duplicates, {result.errors:,} errors "
             f"({result.average_pages_per_min:,.0f} pages/min)"
         )

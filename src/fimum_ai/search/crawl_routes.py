@@ -88,6 +88,7 @@ class CrawlProgressView(BaseModel):
     fetched: int
     indexed: int
     unchanged: int
+    removed: int = Field(0, description="pages taken out of the index: they answered 404 or 410")
     duplicates: int
     skipped: int
     errors: int

@@ -1,7 +1,8 @@
 """The hand-off record between the crawler and the search index (see docs/search.md).
 
-The crawler produces `Page`s; `SearchIndex.add` upserts them by `url`. Extend only by
-adding optional fields so both halves keep working.
+The crawler produces `Page`s; `SearchIndex.add` upserts them by `url`, and `Gone` pages (404 or
+410 on a recrawl) leave the index through `SearchIndex.remove`. Extend only by adding optional
+fields so both halves keep working.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class Page:
     etag: str | None = None  # for conditional recrawl
     last_modified: str | None = None
     fingerprint: int = 0  # 64-bit SimHash of the text, signed-int-safe
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """A page URL that answered 404 Not Found or 410 Gone: whatever the index holds for it goes."""
+
+    url: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,20 @@ class TantivyFullText:
         finally:
             writer.wait_merging_threads()  # releases the index lock for the next process
 
+    def remove(self, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        writer = self._writer()
+        try:
+            for key in keys:
+                writer.delete_documents_by_term("key", key)
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            writer.wait_merging_threads()
+
     def _writer(self) -> tantivy.IndexWriter:
         deadline = time.monotonic() + _LOCK_WAIT_S
         while True:

@@ -6,7 +6,7 @@
   every API replica and crawler node shares one index.
 
 Both keep vectors for semantic search in a faiss HNSW index in each searching process, fed from
-the database (`vectors.py`). The crawler only calls `open_index`, `add`, `state` and `close`.
+the database (`vectors.py`). The crawler only calls `open_index`, `add`, `remove`, `state` and `close`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class SearchIndex(Protocol):
     def add(self, pages: Sequence[Page]) -> None:
         """Upsert by URL; searchable by keyword in every process within `search.refresh_s`,
         semantically once the embedder has caught up."""
+
+    def remove(self, urls: Sequence[str]) -> int:
+        """Take pages that are gone (404/410 on a recrawl) out of search; their snapshots stay.
+        Returns how many were in the index."""
 
     def state(self, url: str) -> PageState | None: ...
 
@@ -97,6 +101,18 @@ class HybridIndex:
                 self.fulltext.write(connection, stored)
             else:
                 self.fulltext.write(stored)
+
+    def remove(self, urls: Sequence[str]) -> int:
+        if not urls:
+            return 0
+        with self._write_lock, self.store.engine.begin() as connection:
+            keys = self.store.remove(connection, urls)
+            # PostgreSQL's full text is a column of the deleted rows; tantivy's goes before the commit.
+            if keys and isinstance(self.fulltext, TantivyFullText):
+                self.fulltext.remove(keys)
+        # Other processes' vector graphs keep the old vectors: searching drops keys without a row.
+        self.vectors.forget(keys)
+        return len(keys)
 
     def state(self, url: str) -> PageState | None:
         return self.store.state(url)

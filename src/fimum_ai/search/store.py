@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from fimum_ai.search import tables
@@ -162,6 +162,17 @@ class PageStore:
         return stored
 
     # --- reads ---------------------------------------------------------------------------------
+
+    def remove(self, connection: Connection, urls: Sequence[str]) -> list[int]:
+        """Delete the pages of these URLs (the ones stored); their snapshots stay, so a citation
+        made before the page went away can still be checked. Returns the keys removed."""
+        keys = list({url_key(url) for url in urls})
+        if not keys:
+            return []
+        result = connection.execute(
+            delete(tables.pages).where(tables.pages.c.key.in_(keys)).returning(tables.pages.c.key)
+        )
+        return [int(key) for key in result.scalars()]
 
     def state(self, url: str) -> PageState | None:
         with self.read_engine.connect() as connection:

@@ -32,6 +32,7 @@ _LOOKBACK = timedelta(seconds=30)
 _M = 32  # HNSW neighbours per node
 _EF_CONSTRUCTION = 80
 _EF_SEARCH = 128
+_REMOVED = 0  # the key of a removed page's node (url_key is never 0)
 
 
 def _new_graph() -> Any:
@@ -86,6 +87,17 @@ class VectorIndex:
                 self._rebuild()
             self._dirty = True
             return len(fresh)
+
+    def forget(self, keys: list[int]) -> None:
+        """Pages removed from the index: their nodes become stale (HNSW cannot delete), marked
+        with key 0 (no URL has it) so a saved and reloaded graph does not bring them back."""
+        with self._lock:
+            for key in keys:
+                node = self._node.pop(key, None)
+                if node is not None:
+                    self._keys[node] = _REMOVED
+                    self._versions.pop(key, None)
+                    self._dirty = True
 
     def _append(self, keys: list[int], vectors: np.ndarray[Any, Any]) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -159,7 +171,7 @@ class VectorIndex:
                 raise ValueError("the graph and its id map disagree")
             self._graph, self._keys = graph, keys
             self._graph.hnsw.efSearch = _EF_SEARCH
-            self._node = {key: node for node, key in enumerate(keys)}  # later nodes win
+            self._node = {key: node for node, key in enumerate(keys) if key != _REMOVED}  # later nodes win
             self._versions = {int(k): datetime.fromisoformat(v) for k, v in meta["versions"].items()}
             self._watermark = datetime.fromisoformat(meta["watermark"]) if meta["watermark"] else None
         except Exception:  # a damaged file is only a cache: start over from the database

@@ -57,6 +57,7 @@ class CrawlProgress:
     fetched: int = 0  # page responses handled (incl. 304 Not Modified)
     indexed: int = 0  # pages handed to the index
     unchanged: int = 0  # 304 answers and pages skipped because their sitemap lastmod is not newer
+    removed: int = 0  # pages taken out of the index because they answered 404 or 410
     duplicates: int = 0  # near-copies of an indexed page (collapsed)
     skipped: int = 0  # robots.txt, noindex, unsupported types, oversized, off-site
     errors: int = 0  # network failures, HTTP 4xx/5xx, unreadable documents, index failures

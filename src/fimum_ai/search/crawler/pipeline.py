@@ -1,4 +1,5 @@
-"""Pages to the index: near-duplicates collapsed, the rest handed over in batches.
+"""Pages to the index: near-duplicates collapsed, the rest handed over in batches; pages that are
+gone (404/410) taken out in the same batches.
 
 `SearchIndex.add` is blocking (a tantivy commit, a PostgreSQL transaction), so batches go to one
 writer thread and the reactor keeps crawling. A batch leaves when it is full or a second old, so a
@@ -14,7 +15,7 @@ from typing import Any
 
 from twisted.internet import task
 
-from fimum_ai.search.documents import Page
+from fimum_ai.search.documents import Gone, Page
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,10 @@ class IndexPipeline:
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler
         self._buffer: list[Page] = []
+        self._gone: list[str] = []
         self._last_flush = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fimum-index")
-        self._pending: list[Future[int]] = []
+        self._pending: list[Future[tuple[str, int]]] = []
         self._timer = task.LoopingCall(self.tick)
 
     @classmethod
@@ -35,6 +37,9 @@ class IndexPipeline:
         return cls(crawler)
 
     def process_item(self, item: Any) -> Any:
+        if isinstance(item, Gone):
+            self._gone.append(item.url)
+            return item
         if not isinstance(item, Page):
             return item
         ctx = self.crawler.spider.ctx
@@ -53,38 +58,46 @@ class IndexPipeline:
         self._timer.start(FLUSH_EVERY_S / 4, now=False)
 
     def tick(self) -> None:
-        if self._buffer and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+        if (self._buffer or self._gone) and time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
         self._collect(wait=False)
 
     def flush(self) -> None:
         batch, self._buffer = self._buffer, []
+        gone, self._gone = self._gone, []
         self._last_flush = time.monotonic()
         if batch:
             self._pending.append(self._writer.submit(self._write, batch))
+        if gone:
+            self._pending.append(self._writer.submit(self._remove, gone))
 
-    def _write(self, batch: list[Page]) -> int:
+    def _write(self, batch: list[Page]) -> tuple[str, int]:
         """Runs in the writer thread; the count is added to the stats in the reactor thread."""
         try:
             self.crawler.spider.ctx.index.add(batch)
         except Exception:
             log.exception("the index refused a batch of %d pages", len(batch))
-            return -len(batch)
-        return len(batch)
+            return "errors", len(batch)
+        return "indexed", len(batch)
+
+    def _remove(self, urls: list[str]) -> tuple[str, int]:
+        try:
+            return "removed", self.crawler.spider.ctx.index.remove(urls)
+        except Exception:
+            log.exception("could not remove %d gone pages from the index", len(urls))
+            return "errors", len(urls)
 
     def _collect(self, *, wait: bool) -> None:
         stats = self.crawler.stats
-        still: list[Future[int]] = []
+        still: list[Future[tuple[str, int]]] = []
         for future in self._pending:
             if not wait and not future.done():
                 still.append(future)
                 continue
-            written = future.result()
-            if written >= 0:
-                stats.inc_value("fimum/indexed", written)
-            else:
-                stats.inc_value("fimum/errors", -written)
-                stats.inc_value("fimum/errors_index", -written)
+            outcome, count = future.result()
+            stats.inc_value(f"fimum/{outcome}", count)
+            if outcome == "errors":
+                stats.inc_value("fimum/errors_index", count)
         self._pending = still
 
     def close_spider(self) -> None:

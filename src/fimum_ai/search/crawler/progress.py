@@ -62,6 +62,7 @@ class ProgressExtension:
             fetched=fetched,
             indexed=int(stats.get_value("fimum/indexed", 0)),
             unchanged=int(stats.get_value("fimum/unchanged", 0)),
+            removed=int(stats.get_value("fimum/removed", 0)),
             duplicates=int(stats.get_value("fimum/duplicates", 0)),
             skipped=int(stats.get_value("fimum/skipped", 0)),
             errors=int(stats.get_value("fimum/errors", 0)),

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from fimum_ai.search.crawler.context import CrawlContext
 from fimum_ai.search.crawler.extract import UnsupportedDocument, filetype_of, http_date
 from fimum_ai.search.crawler.urls import host_of, in_domains, normalise_url
-from fimum_ai.search.documents import Page
+from fimum_ai.search.documents import Gone, Page
 
 log = logging.getLogger(__name__)
 
@@ -190,28 +190,31 @@ class SiteSpider(scrapy.Spider):
                 if in_domains(link, self.domains):
                     yield self.page_request(link)
 
-    def page_failed(self, failure: Failure) -> None:
+    def page_failed(self, failure: Failure) -> list[Gone]:
         stats = self.crawler.stats
         if isinstance(failure.value, IgnoreRequest) and not isinstance(failure.value, HttpError):
             reason = str(failure.value)
             if reason == "max_pages reached":
-                return
+                return []
             stats.inc_value("fimum/skipped")
             if "robots.txt" in reason:
                 stats.inc_value("fimum/skipped_robots")
             else:
                 stats.inc_value("fimum/skipped_other")
-            return
+            return []
         if isinstance(failure.value, DownloadCancelledError) and "max size" in str(failure.value):
             stats.inc_value("fimum/skipped")
             stats.inc_value("fimum/skipped_too_large")  # over crawler.max_page_bytes: dropped unread
-            return
+            return []
         stats.inc_value("fimum/errors")
         response = getattr(failure.value, "response", None)
         if response is not None:
             stats.inc_value(f"fimum/errors_http_{response.status}")
+            if response.status in (404, 410):  # gone: out of the index if it was in it
+                return [Gone(normalise_url(response.url) or response.url)]
         else:
             stats.inc_value(f"fimum/errors_{failure.type.__name__ if failure.type else 'unknown'}")
+        return []
 
     def budget_spent(self) -> None:
         if not self._budget_spent:

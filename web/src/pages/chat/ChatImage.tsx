@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react';
 import { Link } from 'react-router';
-import { fetchAuthorized } from '../gallery/fetchAuthorized';
+import { fetchAuthorized } from '../../api/fetchAuthorized';
 
 /** An image from the image API (needs the bearer token, so it is fetched and shown via an object URL). */
 export function ChatImage({ imageId, alt }: { imageId: string; alt: string }) {

@@ -26,7 +26,7 @@ import { Button } from '../../components/Button';
 import { ConfirmDialog } from '../../components/ConfirmDialog';
 import { Alert, ErrorMessage, describeError } from '../../components/ErrorMessage';
 import { PageHeader } from '../../components/PageHeader';
-import { fetchAuthorized } from '../gallery/fetchAuthorized';
+import { fetchAuthorized } from '../../api/fetchAuthorized';
 import { AnswerView } from './AnswerView';
 import { Composer, type ChatMode, type SendRequest } from './Composer';
 import { ConversationList } from './ConversationList';

@@ -8,7 +8,7 @@ import { PageHeader } from '../../components/PageHeader';
 import { Spinner } from '../../components/Spinner';
 import { checkOutpaint, checkUpscale, type Margins } from '../../lib/uploadValidation';
 import type { ImageView } from '../../queue/types';
-import { fetchAuthorized } from '../gallery/fetchAuthorized';
+import { fetchAuthorized } from '../../api/fetchAuthorized';
 import { CompareSlider } from './CompareSlider';
 import { EditorCanvas, type EditMode } from './EditorCanvas';
 import { JobProgress } from './JobProgress';

@@ -4,7 +4,7 @@
  * images). Thumbnails are kept in a small LRU so going back from a detail view to the gallery, or
  * scrolling up again, shows them at once instead of fetching each again.
  */
-import { fetchAuthorized } from './fetchAuthorized';
+import { fetchAuthorized } from '../../api/fetchAuthorized';
 
 const THUMBNAIL_CACHE_LIMIT = 600; // ~256x256 JPEGs of ~10 kB: a few MB at most
 const thumbnails = new Map<string, Promise<string>>();

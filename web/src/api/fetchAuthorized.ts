@@ -1,4 +1,4 @@
-import { ApiError, authHeader, freshAccessToken, hasRefreshCookie, refreshSession } from '../../api/client';
+import { ApiError, authHeader, freshAccessToken, hasRefreshCookie, refreshSession } from './client';
 
 /**
  * `fetch` for binary API responses (image files), with the same session handling as `api()`: a fresh
