@@ -243,7 +243,17 @@ def test_attachments_checked_before_upload_and_image_goes_to_a_vision_model(
     parts = request.messages[-1]["content"]
     assert any(part.get("type") == "image_url" for part in parts), parts
     assert catalogue[request.model]["vision"] is True
-    expect(page.locator("article.bubble-user")).to_contain_text("Image: pixel.png")
+    # The bubble shows the picture as it was sent (fetched with the session's token), also after a
+    # reload, from the stored conversation.
+    loaded = """() => { const i = document.querySelector('article.bubble-user img');
+                       return i !== null && i.complete && i.naturalWidth === 64; }"""
+    for reload in (False, True):
+        if reload:
+            page.reload()
+        bubble = page.locator("article.bubble-user")
+        expect(bubble.get_by_role("img", name="Attached image pixel.png")).to_be_visible()
+        page.wait_for_function(loaded)
+        expect(bubble).to_contain_text("pixel.png")
 
 
 def test_agent_answers_with_code_and_a_generated_logo(

@@ -190,6 +190,30 @@ def test_images_go_as_image_parts_to_a_vision_model_only(
     assert erased["attachments"] == 1 and not stored[0].exists()
 
 
+def test_the_uploader_can_read_an_attachment_back_and_nobody_else(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    headers = server.sign_in()
+    image = upload(http, headers, "red.png", png_bytes()).json()
+    document = upload(http, headers, "plain.txt", "Grüße aus Köln".encode()).json()
+
+    got = http.get(f"/api/v1/chat/attachments/{image['id']}/file", headers=headers)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(got.content)) as picture:
+        assert picture.format == "PNG" and picture.size == (96, 80)
+    assert got.headers["cache-control"].startswith("private")
+    text = http.get(f"/api/v1/chat/attachments/{document['id']}/file", headers=headers)
+    assert text.status_code == 200 and text.headers["content-type"] == "text/plain; charset=utf-8"
+    assert text.text == "Grüße aus Köln"
+
+    stranger = server.sign_in("eve@example.com")
+    refused = http.get(f"/api/v1/chat/attachments/{image['id']}/file", headers=stranger)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+    assert http.get(f"/api/v1/chat/attachments/{image['id']}/file").status_code == 401
+    missing = http.get("/api/v1/chat/attachments/no-such-id/file", headers=headers)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
 def test_an_explicit_text_model_refuses_images(server: LiveServer, http: httpx.Client) -> None:
     headers = server.sign_in()
     image = upload(http, headers, "red.png", png_bytes()).json()

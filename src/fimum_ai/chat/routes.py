@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
@@ -369,6 +369,37 @@ async def upload_attachment(request: Request, principal: CurrentUser) -> dict[st
         return await chat.save_attachment(principal.user_id, upload.filename or "upload", ingested)
     finally:
         await form.close()
+
+
+@router.get(
+    "/attachments/{attachment_id}/file",
+    summary="An uploaded attachment: the image as stored (PNG), a document as its extracted text",
+    description="Only the user who uploaded it can read it. Images come back as the sanitised PNG that "
+    "was sent to the model; documents as the UTF-8 text that was given to the model (the original file "
+    "is not kept).",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The stored image or the document's text.",
+            "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        },
+        **error_responses(
+            ErrorDoc.of(NotFound, "no such attachment", {"attachment_ids": ["0b6f..."]}),
+        ),
+    },
+)
+async def attachment_file(request: Request, attachment_id: str, principal: CurrentUser) -> Response:
+    chat = chat_service(request)
+    (attachment,) = await chat.call(chat.store.attachments, principal.user_id, [attachment_id])
+    headers = {"Cache-Control": "private, max-age=86400"}
+    if attachment.kind == "image" and attachment.path is not None:
+        headers["Content-Disposition"] = f'inline; filename="{attachment.id}.png"'
+        return FileResponse(chat.settings.data_dir / attachment.path, media_type="image/png", headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{attachment.id}.txt"'
+    return Response(attachment.text or "", media_type="text/plain; charset=utf-8", headers=headers)
 
 
 # --- a turn --------------------------------------------------------------------------------------

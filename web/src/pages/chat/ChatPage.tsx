@@ -28,6 +28,7 @@ import { Alert, ErrorMessage, describeError } from '../../components/ErrorMessag
 import { PageHeader } from '../../components/PageHeader';
 import { fetchAuthorized } from '../../api/fetchAuthorized';
 import { AnswerView } from './AnswerView';
+import { AttachedImage } from './ChatImage';
 import { Composer, type ChatMode, type SendRequest } from './Composer';
 import { ConversationList } from './ConversationList';
 import { formatTime, modelLabel } from './format';
@@ -385,7 +386,11 @@ export default function ChatPage() {
                     <ul className="bubble-attachments" aria-label="Attachments">
                       {item.attachments.map((attachment) => (
                         <li key={attachment.id}>
-                          {attachment.kind === 'image' ? 'Image' : 'Document'}: {attachment.filename ?? attachment.id}
+                          {attachment.kind === 'image' ? (
+                            <AttachedImage attachmentId={attachment.id} filename={attachment.filename ?? attachment.id} />
+                          ) : (
+                            <>Document: {attachment.filename ?? attachment.id}</>
+                          )}
                         </li>
                       ))}
                     </ul>
