@@ -328,6 +328,19 @@ def test_research_shows_each_model_then_the_synthesis(
     expect(answer.locator(":scope > .markdown")).to_contain_text("Findings of")
     axe(page)
 
+    # The research is stored in a conversation of its own: after a reload it reads back the same.
+    page.wait_for_url(re.compile(r"/chat\?c="))
+    expect(page.get_by_role("navigation", name=re.compile("Conversations", re.I))).to_contain_text(
+        "How do SQLite and PostgreSQL lock?"
+    )
+    page.reload()
+    expect(page.locator("article.bubble-user")).to_contain_text("How do SQLite and PostgreSQL lock?")
+    expect(tracks).to_have_count(4)
+    expect(page.locator(".research-done")).to_have_count(3)
+    expect(page.locator(".research-error")).to_have_count(1)
+    expect(page.get_by_text("without live sources")).to_be_visible()
+    expect(page.locator(".markdown", has_text="Findings of")).not_to_have_count(0)
+
 
 def test_phone_layout_and_voice_button(
     phone_page: Page, login: Callable[..., None], axe: Callable[..., Any]

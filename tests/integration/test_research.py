@@ -246,3 +246,75 @@ def test_a_search_that_finds_nothing_is_research_without_live_sources(openrouter
     assert all(not e.items for e in events if isinstance(e, Sources))
     assert "No live web sources" in openrouter.received(RESEARCHERS[0])[0].messages[0]["content"]
     assert text(events, None) == "merged"
+
+
+def test_research_in_a_conversation_is_stored_and_reads_back_as_it_streamed(
+    openrouter: OpenRouterStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FIMUM_OPENROUTER_BASE_URL", openrouter.base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    monkeypatch.setenv("FIMUM_TEXT_MODELS", json.dumps(MODELS))
+    monkeypatch.setenv("FIMUM_RESEARCH__SYNTHESIS_MODEL", SYNTH)
+    for model in RESEARCHERS[:3]:
+        openrouter.script(model, Reply.text(f"{model} says FastAPI."))
+    openrouter.script(RESEARCHERS[3], Reply.server_error())
+    openrouter.script(SYNTH, Reply.text("Choose FastAPI."))
+    with TestClient(create_app(load_settings())) as client:
+        headers = auth_headers(client)
+        with client.stream(
+            "POST", "/api/v1/research", json={"question": QUESTION, "conversation_id": "new"}, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            conversation_id = response.headers["x-conversation-id"]
+            events = list(sse_events(response.iter_lines()))
+        assert events[0] == {
+            "type": "started",
+            "conversation_id": conversation_id,
+            "message_id": "",
+            "model": "",
+        }
+        assert events[-1]["type"] == "done"
+
+        stored = client.get(f"/api/v1/chat/conversations/{conversation_id}", headers=headers).json()
+        assert stored["title"] == QUESTION[:80]
+        question, answer = stored["messages"]
+        assert (question["role"], question["content"]) == ("user", QUESTION)
+        assert (answer["role"], answer["model"], answer["finish_reason"]) == ("assistant", SYNTH, "stop")
+        assert answer["content"] == "Choose FastAPI."
+        tracks = {track["model"]: track for track in answer["meta"]["research"]}
+        assert set(tracks) == set(RESEARCHERS)
+        assert tracks["r/alpha"] == {
+            "model": "r/alpha",
+            "text": "r/alpha says FastAPI.",
+            "status": "done",
+            "error": None,
+            "sources": [],
+        }
+        assert tracks[RESEARCHERS[3]]["status"] == "error" and tracks[RESEARCHERS[3]]["error"]
+        assert answer["meta"]["mode"] == "research"
+
+        # A second question goes to the same conversation; somebody else's conversation is refused
+        # before anything is counted.
+        with client.stream(
+            "POST",
+            "/api/v1/research",
+            json={"question": "And for a big team?", "conversation_id": conversation_id},
+            headers=headers,
+        ) as response:
+            assert response.status_code == 200
+            list(response.iter_lines())
+        messages = client.get(f"/api/v1/chat/conversations/{conversation_id}", headers=headers).json()[
+            "messages"
+        ]
+        assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+        assert messages[2]["content"] == "And for a big team?"
+        used = client.get("/api/v1/me", headers=headers).json()["usage"]["research"]["used"]
+        stranger = auth_headers(client, "eve@example.com")
+        refused = client.post(
+            "/api/v1/research",
+            json={"question": QUESTION, "conversation_id": conversation_id},
+            headers=stranger,
+        )
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+        assert client.get("/api/v1/me", headers=stranger).json()["usage"]["research"]["used"] == 0
+        assert used == 2

@@ -1,6 +1,7 @@
 """POST /api/v1/research: deep research as Server-Sent Events (see chat/research.py for the stream).
 Each request counts against the user's research/day quota; one that ends without an answer is
-given back."""
+given back. With a `conversation_id` the question and the answer (each model's part, the synthesis,
+its sources) are stored in that conversation, like a chat turn."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fimum_ai.accounts.auth import CurrentUser
 from fimum_ai.chat.catalogue import UnknownModel
-from fimum_ai.chat.events import SSE_EVENT_SCHEMA, Done, Error, sse_frame
+from fimum_ai.chat.events import SSE_EVENT_SCHEMA, Error, Started, sse_frame
 from fimum_ai.chat.research import DeepResearch, ResearchFailed
+from fimum_ai.chat.research_transcript import ResearchTranscript
 from fimum_ai.chat.service import ChatNotConfigured
 from fimum_ai.errors import (
     MALFORMED_BODY,
@@ -25,6 +27,7 @@ from fimum_ai.errors import (
     VALIDATION_FAILED,
     ErrorDoc,
     FimumError,
+    NotFound,
     error_responses,
 )
 from fimum_ai.limits import QuotaExceeded
@@ -47,6 +50,13 @@ class ResearchRequest(BaseModel):
         max_length=8,
         description="Catalogue ids to run instead of the configured research models.",
     )
+    conversation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description='Store the question and the answer in this conversation ("new" starts one, whose id '
+        "comes in the `X-Conversation-Id` header and the `started` event). Without it nothing is stored.",
+    )
 
 
 _STREAM: dict[int | str, dict[str, Any]] = {
@@ -67,6 +77,7 @@ _STREAM: dict[int | str, dict[str, Any]] = {
         MALFORMED_BODY,
         VALIDATION_FAILED,
         ErrorDoc.of(UnknownModel, "model: 'x' is not in the catalogue", {"field": "model", "model": "x"}),
+        ErrorDoc.of(NotFound, "no such conversation", {"conversation_id": "0b6f..."}),
         RATE_LIMITED,  # the route's 429 entry replaces the router's: name both codes
         ErrorDoc.of(
             QuotaExceeded, "Daily research quota reached: 10 of 10 used, 1 requested.", {"kind": "research"}
@@ -85,24 +96,45 @@ async def research(body: ResearchRequest, principal: CurrentUser, request: Reque
             chat.catalogue.require(model_id)
         config = config.model_copy(update={"models": body.models})
     service = DeepResearch(chat.router, config, getattr(state, "search", None))
+    user_id = principal.user_id
+    conversation_id: str | None = None
+    if body.conversation_id not in (None, "new"):
+        conversation_id = (await chat.call(chat.store.get, user_id, body.conversation_id))["id"]
     quotas = state.accounts.quotas
     reservation = await quotas.reserve(principal, "research")
+    if body.conversation_id == "new":
+        conversation_id = (await chat.call(chat.store.create, user_id, "", "fimum/research"))["id"]
+    if conversation_id is not None:
+        await chat.call(
+            chat.store.add_message, user_id, conversation_id, "user", body.question, meta={"mode": "research"}
+        )
+
+    async def store(transcript: ResearchTranscript) -> None:
+        if conversation_id is not None:
+            message = transcript.message()
+            await chat.call(chat.store.add_message, user_id, conversation_id, "assistant", **message)
 
     async def frames() -> AsyncIterator[bytes]:
-        answered = False
+        transcript = ResearchTranscript()
         try:
+            if conversation_id is not None:
+                yield sse_frame(Started(conversation_id=conversation_id))
             async for event in service.run(body.question):
-                answered = answered or (isinstance(event, Done) and event.source is None)
+                transcript.take(event)
                 yield sse_frame(event)
         except FimumError as exc:
-            yield sse_frame(Error(code=exc.code, message=exc.message))
+            error = Error(code=exc.code, message=exc.message)
+            transcript.take(error)
+            yield sse_frame(error)
         finally:
-            if not answered:  # failed, or the client left before the answer: it does not count
+            # Stored and refunded even when the client left mid-stream (the task is being cancelled).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store(transcript))
+            if not transcript.answered:  # failed, or the client left before the answer: it does not count
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(quotas.refund(principal.user_id, reservation))
+                    await asyncio.shield(quotas.refund(user_id, reservation))
 
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if conversation_id is not None:
+        headers["X-Conversation-Id"] = conversation_id
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)

@@ -388,6 +388,7 @@ async def upload_attachment(request: Request, principal: CurrentUser) -> dict[st
         },
         **error_responses(
             ErrorDoc.of(NotFound, "no such attachment", {"attachment_ids": ["0b6f..."]}),
+            VALIDATION_FAILED,
         ),
     },
 )

@@ -107,6 +107,42 @@ describe('answerFromMessage', () => {
     expect(answer.tools[0]?.result?.content).toBe('done');
     expect(answer.switches).toHaveLength(1);
   });
+
+  it('shows a stored research answer like the streamed one: each model, the synthesis, its sources', () => {
+    const events: ChatEvent[] = [
+      { type: 'delta', text: 'Alpha says A [1].', source: 'r/alpha' },
+      { type: 'sources', items: [{ n: 1, url: 'https://a.example/', title: 'A' }], source: 'r/alpha' },
+      { type: 'done', model: 'r/alpha', finish_reason: 'stop', source: 'r/alpha' },
+      { type: 'error', code: 'upstream_error', message: 'r/beta failed', source: 'r/beta' },
+      { type: 'delta', text: 'Choose A [1].' },
+      { type: 'sources', items: [{ n: 1, url: 'https://a.example/', title: 'A' }] },
+      { type: 'done', model: 's/synth', finish_reason: 'stop' },
+    ];
+    const streamed = events.reduce(applyEvent, emptyAnswer());
+    const stored = answerFromMessage({
+      id: 'm2',
+      role: 'assistant',
+      content: 'Choose A [1].',
+      model: 's/synth',
+      finish_reason: 'stop',
+      usage: null,
+      attachments: [],
+      // What the server stores (chat/research_transcript.py).
+      meta: {
+        mode: 'research',
+        research: [
+          { model: 'r/alpha', text: 'Alpha says A [1].', status: 'done', error: null, sources: [{ n: 1, url: 'https://a.example/', title: 'A' }] },
+          { model: 'r/beta', text: '', status: 'error', error: 'r/beta failed', sources: [] },
+        ],
+        sources: [{ n: 1, url: 'https://a.example/', title: 'A' }],
+        notes: [],
+      },
+      created_at: '2026-01-01T00:00:00Z',
+    });
+    expect(stored.research).toEqual(streamed.research);
+    expect(stored.sources).toEqual(streamed.sources);
+    expect(stored).toMatchObject({ status: 'done', text: streamed.text, model: streamed.model });
+  });
 });
 
 describe('eventFromFrame', () => {

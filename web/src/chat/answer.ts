@@ -215,6 +215,8 @@ export function answerFromMessage(message: StoredMessage): Answer {
     tools,
     images: list<string>(meta.images),
     notes: list<string>(meta.notes),
+    sources: list<Source>(meta.sources),
+    research: list<ResearchTrack>(meta.research),
     usage: message.usage ? { prompt: message.usage.prompt_tokens ?? 0, completion: message.usage.completion_tokens ?? 0 } : null,
     error: error ?? null,
   };

@@ -70,7 +70,8 @@ export function threadFromConversation(detail: ConversationDetail): ThreadItem[]
     if (message.role === 'user') {
       items.push({ kind: 'user', key: message.id, content: message.content, attachments: message.attachments ?? [], createdAt: message.created_at });
     } else if (message.role === 'assistant') {
-      items.push({ kind: 'assistant', key: message.id, answer: answerFromMessage(message), createdAt: message.created_at });
+      const research = message.meta?.mode === 'research';
+      items.push({ kind: 'assistant', key: message.id, answer: answerFromMessage(message), createdAt: message.created_at, research });
     }
   }
   return items;

@@ -192,12 +192,13 @@ export default function ChatPage() {
     };
     try {
       const start = await postStream(path, body, controller.signal);
-      if (!research && start.conversationId && start.conversationId !== conversationId) {
+      if (start.conversationId && start.conversationId !== conversationId) {
         state.conversationId = start.conversationId;
         justCreated.current = start.conversationId;
         const now = new Date().toISOString();
+        const asked = (body as { content?: string; question?: string }).content ?? (body as { question?: string }).question ?? '';
         setConversations((list) =>
-          upsertConversation(list, { id: start.conversationId!, title: provisionalTitle((body as { content: string }).content), model, created_at: now, updated_at: now }),
+          upsertConversation(list, { id: start.conversationId!, title: provisionalTitle(asked), model, created_at: now, updated_at: now }),
         );
         setParams({ c: start.conversationId });
       }
@@ -219,7 +220,7 @@ export default function ChatPage() {
     if (answer.status === 'done') announce(`${research ? 'Research' : 'Answer'} from ${who} finished.`);
     else if (answer.status === 'cancelled') announce('Answer stopped.');
     else announce(`The answer failed: ${answer.error?.message ?? 'error'}`, 'assertive');
-    if (!research) refreshList(query);
+    refreshList(query);
     loadModels();
   };
 
@@ -243,7 +244,9 @@ export default function ChatPage() {
     ]);
     stickToBottom.current = true;
     if (research) {
-      void runStream(answerKey, initial, '/api/v1/research', { question: request.content }, true, null);
+      // Stored in the conversation like a chat turn ("new" starts one), so it is there after a reload.
+      const body = { question: request.content, conversation_id: currentId ?? 'new' };
+      void runStream(answerKey, initial, '/api/v1/research', body, true, currentId);
     } else {
       const body = {
         content: request.content,
