@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import anyio.to_thread
-import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from sqlalchemy import case, select, update
@@ -32,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fimum_ai.accounts.principal import Principal
 from fimum_ai.db import Database, QuotaUsage
 from fimum_ai.errors import FimumError
+from fimum_ai.redis_clients import async_redis
 from fimum_ai.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class SyncedCounter:
     """
 
     def __init__(self, redis_url: str, prefix: str, interval_s: float = 0.05) -> None:
-        self._redis = redis.asyncio.Redis.from_url(redis_url)
+        self._redis = async_redis(redis_url)
         self._prefix = prefix
         self._interval_s = interval_s
         self._windows: dict[str, _Window] = {}
@@ -533,7 +533,7 @@ class RedisQuotaStore:
     """Redis: a Lua script per reservation; keys expire about two days after their day."""
 
     def __init__(self, redis_url: str, prefix: str) -> None:
-        self.client = redis.asyncio.Redis.from_url(redis_url)
+        self.client = async_redis(redis_url)
         self.prefix = prefix
         self._reserve = self.client.register_script(_RESERVE_LUA)
         self._refund = self.client.register_script(_REFUND_LUA)

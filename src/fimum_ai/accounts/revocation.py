@@ -16,10 +16,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from sqlalchemy import delete, select
 
 from fimum_ai.db import Database, RevokedToken
+from fimum_ai.redis_clients import async_redis
 from fimum_ai.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class RedisRevocationStore(_MirroredStore):
     starts, again after any pub/sub reconnect, and every `resync_s` as a safety net."""
 
     def __init__(self, url: str, prefix: str, *, resync_s: float = 30.0) -> None:
-        self._redis = aioredis.Redis.from_url(url)
+        self._redis = async_redis(url)
         self._prefix = prefix + "revoked:"
         self._channel = prefix + "revocations"
         self._resync_s = resync_s

@@ -44,6 +44,7 @@ from fimum_ai.db import Database
 from fimum_ai.db.base import new_id
 from fimum_ai.errors import Conflict, FimumError, InvalidInput
 from fimum_ai.limits import RateLimiter
+from fimum_ai.redis_clients import async_redis
 from fimum_ai.settings import Settings, TextRole
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class ChatService:
     async def start(self) -> None:
         self.files.mkdir(parents=True, exist_ok=True)
         if self.settings.mode == "distributed" and self.settings.redis_url:
-            self._redis = redis.asyncio.Redis.from_url(self.settings.redis_url)
+            self._redis = async_redis(self.settings.redis_url)
             pubsub = self._redis.pubsub()
             await pubsub.subscribe(self._stop_channel)
             self._listener = asyncio.create_task(self._listen(pubsub), name="chat-stop-listener")

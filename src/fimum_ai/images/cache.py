@@ -17,10 +17,10 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from PIL import Image
 from prometheus_client import Counter
 
+from fimum_ai.redis_clients import async_redis
 from fimum_ai.settings import Settings
 
 CACHE_REQUESTS = Counter(
@@ -79,7 +79,7 @@ class MemoryResultCache:
 
 class RedisResultCache:
     def __init__(self, url: str, prefix: str, ttl_s: int) -> None:
-        self._redis = aioredis.Redis.from_url(url)
+        self._redis = async_redis(url)
         self._prefix = prefix + "imgcache:"
         self._ttl_s = ttl_s
 

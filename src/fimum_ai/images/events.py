@@ -117,12 +117,13 @@ class RedisEventBus:
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
-        import redis.asyncio as aioredis
+
+        from fimum_ai.redis_clients import async_redis
 
         self._url = url
         self._prefix = prefix + "jobevt:"
         self._sync = redis.Redis.from_url(url)
-        self._async = aioredis.Redis.from_url(url)
+        self._async = async_redis(url)
 
     async def start(self) -> None:
         await self._async.ping()
