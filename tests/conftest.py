@@ -22,6 +22,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in list(os.environ):
         if name.startswith(("FIMUM_", "IMAGE_")):
             monkeypatch.delenv(name)
+    # Loading the embedding model sets these for its whole process (search/encoder.py); a test that
+    # ran it earlier in the same worker must not make `fimum models download` offline in a later one.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("FIMUM_CONFIG", str(REPO / "config" / "models.yaml"))
     monkeypatch.setenv("FIMUM_DATA_DIR", str(tmp_path / "data"))
     # Nothing installed unless a test says so.
