@@ -11,8 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-# Any constant: replicas starting together take turns instead of racing the same migration.
-_PG_LOCK_KEY = 0x46494D554D  # "FIMUM"
+# Replicas starting together take turns instead of racing the same migration. The lock is per
+# schema: deployments (and test runs) in other schemas of the same cluster never wait for each other.
+_PG_LOCK_NAME = "fimum-migrate:{schema}"
 
 
 def alembic_config() -> Config:
@@ -25,7 +26,10 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
     config = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            name = _PG_LOCK_NAME.format(schema=schema or "public")
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name}
+            )
             if schema:
                 connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         config.attributes["connection"] = connection
