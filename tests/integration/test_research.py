@@ -188,13 +188,19 @@ def test_a_failed_synthesis_still_answers_with_the_best_report(openrouter: OpenR
 # --- The API -------------------------------------------------------------------------------------
 
 
-def test_the_research_api_streams_and_counts_against_the_daily_quota(
-    openrouter: OpenRouterStandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def research_app_env(openrouter: OpenRouterStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's chat settings pointed at the stand-in with this file's models."""
     monkeypatch.setenv("FIMUM_OPENROUTER_BASE_URL", openrouter.base_url)
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
     monkeypatch.setenv("FIMUM_TEXT_MODELS", json.dumps(MODELS))
     monkeypatch.setenv("FIMUM_RESEARCH__SYNTHESIS_MODEL", SYNTH)
+
+
+@pytest.mark.usefixtures("research_app_env")
+def test_the_research_api_streams_and_counts_against_the_daily_quota(
+    openrouter: OpenRouterStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(
         "FIMUM_TIERS", json.dumps({"free": {"research_per_day": 2}, "pro": {}, "enterprise": {}})
     )
@@ -248,13 +254,10 @@ def test_a_search_that_finds_nothing_is_research_without_live_sources(openrouter
     assert text(events, None) == "merged"
 
 
+@pytest.mark.usefixtures("research_app_env")
 def test_research_in_a_conversation_is_stored_and_reads_back_as_it_streamed(
-    openrouter: OpenRouterStandIn, monkeypatch: pytest.MonkeyPatch
+    openrouter: OpenRouterStandIn,
 ) -> None:
-    monkeypatch.setenv("FIMUM_OPENROUTER_BASE_URL", openrouter.base_url)
-    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
-    monkeypatch.setenv("FIMUM_TEXT_MODELS", json.dumps(MODELS))
-    monkeypatch.setenv("FIMUM_RESEARCH__SYNTHESIS_MODEL", SYNTH)
     for model in RESEARCHERS[:3]:
         openrouter.script(model, Reply.text(f"{model} says FastAPI."))
     openrouter.script(RESEARCHERS[3], Reply.server_error())
