@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -173,6 +173,27 @@ def drop_schema(schema: str) -> None:
     engine.dispose()
 
 
+def drop_redis_prefix(prefix: str) -> None:
+    """The crawl's Redis state (near-duplicate fingerprints, remembered links) outlives a crawl on
+    purpose; a benchmark run's goes with it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for keys in _batched(client.scan_iter(match=f"{prefix}*", count=1000), 1000):
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    from itertools import islice  # itertools.batched needs Python 3.12
+
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
 def distributed_available() -> bool:
     try:
         import redis
@@ -273,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         result = run_crawlers([cmd, cmd], env)
                     finally:
                         drop_schema(env["FIMUM_DATABASE_SCHEMA"])
+                        drop_redis_prefix(env["FIMUM_REDIS_PREFIX"])
                 result["load_average_before"] = load_before
                 runs[variant].append(result)
                 rate = result["pages_per_min"]
