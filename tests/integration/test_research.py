@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,7 +22,7 @@ from fimum_ai.chat.research import NO_LIVE_SOURCES, NOTHING_FOUND, DeepResearch
 from fimum_ai.chat.router import Router
 from fimum_ai.settings import ChatConfig, ResearchConfig, Settings, TextModel, load_settings
 from tests.conftest import auth_headers
-from tests.integration.chat_support import sse_events
+from tests.integration.chat_support import live_server, sse_events
 from tests.peers.openrouter import OpenRouterStandIn, Reply
 
 RESEARCHERS = ["r/alpha", "r/beta", "r/gamma", "r/delta"]
@@ -321,3 +322,33 @@ def test_research_in_a_conversation_is_stored_and_reads_back_as_it_streamed(
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
         assert client.get("/api/v1/me", headers=stranger).json()["usage"]["research"]["used"] == 0
         assert used == 2
+
+
+@pytest.mark.usefixtures("research_app_env")
+def test_leaving_a_research_midway_stores_it_as_stopped_and_gives_the_quota_back(
+    openrouter: OpenRouterStandIn,
+) -> None:
+    for model in RESEARCHERS:
+        openrouter.script(model, Reply.text("slowly " * 400, chunk_delay=0.02))
+    for server in live_server():
+        headers = server.sign_in()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            body = {"question": QUESTION, "conversation_id": "new"}
+            with http.stream("POST", "/api/v1/research", json=body, headers=headers) as response:
+                conversation_id = response.headers["x-conversation-id"]
+                for event in sse_events(response.iter_lines()):
+                    if event["type"] == "delta":
+                        break  # leaving the block closes the connection mid-research
+            deadline = time.monotonic() + 15
+            messages: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                path = f"/api/v1/chat/conversations/{conversation_id}"
+                messages = http.get(path, headers=headers).json()["messages"]
+                if len(messages) == 2:
+                    break
+                time.sleep(0.05)
+            assert [m["role"] for m in messages] == ["user", "assistant"]
+            assert messages[1]["finish_reason"] == "cancelled"
+            assert any(track["text"].startswith("slowly") for track in messages[1]["meta"]["research"])
+            used = http.get("/api/v1/me", headers=headers).json()["usage"]["research"]["used"]
+            assert used == 0  # nothing was answered: the research is given back

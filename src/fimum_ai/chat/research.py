@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -204,7 +204,7 @@ class DeepResearch:
         report.duration_s = time.monotonic() - started
         return report
 
-    async def run(self, question: str) -> AsyncIterator[Event]:
+    async def run(self, question: str) -> AsyncGenerator[Event, None]:
         models = research_models(self.router, self.config)
         if not models:
             raise ResearchFailed("no research models are configured (catalogue role `research`)")
@@ -218,6 +218,7 @@ class DeepResearch:
             asyncio.create_task(self._one_model(model, messages, sources, queue), name=f"research-{model.id}")
             for model in models
         ]
+        getter: asyncio.Future[Event] | None = None
         try:
             pending = set(tasks)
             while pending:
@@ -231,6 +232,8 @@ class DeepResearch:
             while not queue.empty():
                 yield queue.get_nowait()
         finally:
+            if getter is not None:
+                getter.cancel()  # cancelled while waiting: no queue read left behind
             for task in tasks:
                 task.cancel()  # the client went away: stop every model (closes their upstream streams)
             await asyncio.gather(*tasks, return_exceptions=True)

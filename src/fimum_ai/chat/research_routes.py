@@ -109,30 +109,34 @@ async def research(body: ResearchRequest, principal: CurrentUser, request: Reque
             chat.store.add_message, user_id, conversation_id, "user", body.question, meta={"mode": "research"}
         )
 
-    async def store(transcript: ResearchTranscript) -> None:
+    async def finish(transcript: ResearchTranscript) -> None:
         if conversation_id is not None:
-            message = transcript.message()
-            await chat.call(chat.store.add_message, user_id, conversation_id, "assistant", **message)
+            with contextlib.suppress(Exception):
+                message = transcript.message()
+                await chat.call(chat.store.add_message, user_id, conversation_id, "assistant", **message)
+        if not transcript.answered:  # failed, or the client left before the answer: it does not count
+            with contextlib.suppress(Exception):
+                await quotas.refund(user_id, reservation)
 
     async def frames() -> AsyncIterator[bytes]:
         transcript = ResearchTranscript()
         try:
             if conversation_id is not None:
                 yield sse_frame(Started(conversation_id=conversation_id))
-            async for event in service.run(body.question):
-                transcript.take(event)
-                yield sse_frame(event)
+            # aclosing: when the client leaves, the research's own clean-up (stopping every model)
+            # runs now, not when the event loop collects the abandoned generator.
+            async with contextlib.aclosing(service.run(body.question)) as events:
+                async for event in events:
+                    transcript.take(event)
+                    yield sse_frame(event)
         except FimumError as exc:
             error = Error(code=exc.code, message=exc.message)
             transcript.take(error)
             yield sse_frame(error)
         finally:
-            # Stored and refunded even when the client left mid-stream (the task is being cancelled).
-            with contextlib.suppress(Exception):
-                await asyncio.shield(store(transcript))
-            if not transcript.answered:  # failed, or the client left before the answer: it does not count
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(quotas.refund(user_id, reservation))
+            # Shielded: when the client left mid-stream this task is being cancelled, and the await
+            # raises at once, but the answer is still stored and the quota given back.
+            await asyncio.shield(finish(transcript))
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     if conversation_id is not None:
