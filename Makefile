@@ -30,15 +30,17 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
 
-# Unit + integration tests in two processes, a file per process at a time (every test has its own
-# database schema, Redis prefix, ports and temp dirs; most of a test's time is waiting on servers,
-# so two overlap well on two cores). Then, in one process: the Schemathesis contract test (its
-# per-operation items are not reported one by one under xdist) and last the browser tests
-# (Playwright's sync API keeps an event loop running in its process; asyncio tests after it fail).
-PYTEST_WORKERS ?= 2
+# Unit + integration tests, then in their own run the Schemathesis contract test and last the
+# browser tests (Playwright's sync API keeps an event loop running in its process; asyncio tests
+# after it fail). `PYTEST_WORKERS=2` runs the first part in two pytest-xdist processes, a file per
+# process at a time (~7 instead of ~15 min on 2 cores); it stays opt-in because app shutdown in
+# distributed mode hung in 3 of 6 such runs (a test_accounts TestClient teardown; see the README).
+# The contract test's per-operation items are not reported one by one under xdist.
+PYTEST_WORKERS ?= 1
 CONTRACT_TEST := tests/integration/test_openapi_contract.py
+XDIST := $(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
 test: lint web-check web
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=$(CONTRACT_TEST) tests/unit tests/integration
+	$(BIN)/pytest $(XDIST) --ignore=$(CONTRACT_TEST) tests/unit tests/integration
 	$(BIN)/pytest $(CONTRACT_TEST) tests/e2e
 
 # --- Web app (web/, React + Vite): built into the package's static/ folder, served at / ---------------
