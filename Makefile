@@ -34,7 +34,7 @@ lint: setup
 # browser tests (Playwright's sync API keeps an event loop running in its process; asyncio tests
 # after it fail). `PYTEST_WORKERS=2` runs the first part in two pytest-xdist processes, a file per
 # process at a time (~7 instead of ~15 min on 2 cores); it stays opt-in because app shutdown in
-# distributed mode hung in 3 of 6 such runs (a test_accounts TestClient teardown; see the README).
+# distributed mode hung in 3 of 7 such runs (a test_accounts TestClient teardown; see the README).
 # The contract test's per-operation items are not reported one by one under xdist.
 PYTEST_WORKERS ?= 1
 CONTRACT_TEST := tests/integration/test_openapi_contract.py
