@@ -7,9 +7,10 @@ within about a second everywhere without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,31 +71,30 @@ class TantivyFullText:
         changed = [item for item in stored if item.changed]
         if not changed:
             return
-        writer = self._writer()
-        try:
+        with self._writing() as writer:
             for item in changed:
                 writer.delete_documents_by_term("key", item.key)
                 writer.add_document(self._document(item))
+
+    def remove(self, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        with self._writing() as writer:
+            for key in keys:
+                writer.delete_documents_by_term("key", key)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[tantivy.IndexWriter]:
+        """One commit, or a rollback if anything failed; the index lock is free afterwards."""
+        writer = self._writer()
+        try:
+            yield writer
             writer.commit()
         except BaseException:
             writer.rollback()
             raise
         finally:
             writer.wait_merging_threads()  # releases the index lock for the next process
-
-    def remove(self, keys: Sequence[int]) -> None:
-        if not keys:
-            return
-        writer = self._writer()
-        try:
-            for key in keys:
-                writer.delete_documents_by_term("key", key)
-            writer.commit()
-        except BaseException:
-            writer.rollback()
-            raise
-        finally:
-            writer.wait_merging_threads()
 
     def _writer(self) -> tantivy.IndexWriter:
         deadline = time.monotonic() + _LOCK_WAIT_S
